@@ -1,0 +1,3 @@
+from mighty_patcher.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,163 @@
+//! The module's state (multi-phase init): exception types, the `Reloading` type, the code
+//! extra index that keeps old globals alive, and the per-thread reload depths.
+
+use core::ffi::{c_int, c_void};
+use core::ptr;
+
+use pyo3_ffi::{
+    Py_CLEAR, PyErr_NewExceptionWithDoc, PyExc_Exception, PyModule_AddObjectRef, PyModule_GetState,
+    PyObject, PyUnicode_FromString, visitproc,
+};
+
+use crate::abi;
+use crate::errors::{PyResult, Raised};
+use crate::patch::keepalive;
+use crate::refs::Owned;
+use crate::reloading::{self, Depths};
+
+/// Lives in the module object (`m_size`); CPython zero-fills it before `exec` runs.
+#[repr(C)]
+pub struct State {
+    /// `PatchError`: a patch could not be applied; nothing was changed. Strong reference.
+    pub patch_error: *mut PyObject,
+    /// `NeedsRestart(PatchError)`: the change cannot be made in place. Strong reference.
+    pub needs_restart: *mut PyObject,
+    /// The `Reloading` context manager type. Strong reference.
+    pub reloading_type: *mut PyObject,
+    /// Index of our slot in code objects' extra data (see `patch::keepalive`); -1 if none.
+    pub code_extra_index: isize,
+    /// Reload depth per thread, owned (`Box::into_raw`); freed by `free`.
+    pub depths: *mut Depths,
+}
+
+/// The state of `module`.
+///
+/// # Safety
+/// `module` is this extension's module object (the `self` of its module-level functions),
+/// and `exec` has run on it.
+pub unsafe fn of(module: *mut PyObject) -> &'static mut State {
+    // SAFETY: the module was created from our PyModuleDef, whose m_size is size_of::<State>(),
+    // so its state is a valid, initialised `State` for as long as the module lives; module
+    // functions run with the GIL held, which serialises access.
+    unsafe { &mut *PyModule_GetState(module).cast::<State>() }
+}
+
+/// `Py_mod_exec`: fills the state and the module's attributes.
+pub unsafe extern "C" fn exec(module: *mut PyObject) -> c_int {
+    // SAFETY: CPython calls exec with the GIL held on a fresh module made from our def.
+    match unsafe { try_exec(module) } {
+        Ok(()) => 0,
+        Err(Raised) => -1,
+    }
+}
+
+unsafe fn try_exec(module: *mut PyObject) -> PyResult<()> {
+    abi::ffi::resolve()?;
+    abi::version::init()?;
+    // SAFETY: the state was zero-filled by CPython; we store owned references into it, each
+    // also added to the module (PyModule_AddObjectRef takes its own reference).
+    unsafe {
+        let state = of(module);
+        state.code_extra_index = -1;
+        state.depths = Box::into_raw(Box::default());
+
+        let patch_error = Owned::from_new(PyErr_NewExceptionWithDoc(
+            c"mighty_patcher.PatchError".as_ptr(),
+            c"A patch could not be applied; the objects involved were not changed.".as_ptr(),
+            PyExc_Exception,
+            ptr::null_mut(),
+        ))?;
+        add(module, c"PatchError", &patch_error)?;
+        let needs_restart = Owned::from_new(PyErr_NewExceptionWithDoc(
+            c"mighty_patcher.NeedsRestart".as_ptr(),
+            c"The change cannot be made in place (a __slots__ layout, for example); restart \
+              the program to apply it. Nothing was changed."
+                .as_ptr(),
+            patch_error.as_ptr(),
+            ptr::null_mut(),
+        ))?;
+        add(module, c"NeedsRestart", &needs_restart)?;
+        state.patch_error = patch_error.into_raw();
+        state.needs_restart = needs_restart.into_raw();
+
+        let reloading_type = reloading::create_type(module)?;
+        add(module, c"Reloading", &reloading_type)?;
+        state.reloading_type = reloading_type.into_raw();
+
+        state.code_extra_index = keepalive::request_index()?;
+
+        let version = Owned::from_new(PyUnicode_FromString(c"0.1.0".as_ptr()))?;
+        add(module, c"__version__", &version)?;
+        let built = std::ffi::CString::new(abi::BUILT_VERSION).expect("no NUL");
+        let built = Owned::from_new(PyUnicode_FromString(built.as_ptr()))?;
+        add(module, c"BUILT_FOR", &built)?;
+    }
+    Ok(())
+}
+
+/// # Safety
+/// `module` is a module object; the GIL is held.
+unsafe fn add(module: *mut PyObject, name: &core::ffi::CStr, value: &Owned) -> PyResult<()> {
+    // SAFETY: PyModule_AddObjectRef does not steal; `value` stays owned by the caller.
+    if unsafe { PyModule_AddObjectRef(module, name.as_ptr(), value.as_ptr()) } < 0 {
+        return Err(Raised);
+    }
+    Ok(())
+}
+
+/// `m_traverse`: the state's strong references to GC-tracked objects.
+pub unsafe extern "C" fn traverse(
+    module: *mut PyObject,
+    visit: visitproc,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: called by the GC with the module alive; the state may be NULL if the module was
+    // never executed.
+    unsafe {
+        let state = PyModule_GetState(module).cast::<State>();
+        if state.is_null() {
+            return 0;
+        }
+        for field in [
+            (*state).patch_error,
+            (*state).needs_restart,
+            (*state).reloading_type,
+        ] {
+            if !field.is_null() {
+                let status = visit(field, arg);
+                if status != 0 {
+                    return status;
+                }
+            }
+        }
+    }
+    0
+}
+
+/// `m_clear`: drops the state's references (breaks cycles through the module).
+pub unsafe extern "C" fn clear(module: *mut PyObject) -> c_int {
+    // SAFETY: as `traverse`; Py_CLEAR nulls each field before the decref.
+    unsafe {
+        let state = PyModule_GetState(module).cast::<State>();
+        if !state.is_null() {
+            Py_CLEAR(&mut (*state).patch_error);
+            Py_CLEAR(&mut (*state).needs_restart);
+            Py_CLEAR(&mut (*state).reloading_type);
+        }
+    }
+    0
+}
+
+/// `m_free`: everything `clear` drops, plus the Rust-owned depth table.
+pub unsafe extern "C" fn free(module: *mut c_void) {
+    // SAFETY: called once when the module is deallocated.
+    unsafe {
+        let module = module.cast::<PyObject>();
+        clear(module);
+        let state = PyModule_GetState(module).cast::<State>();
+        if !state.is_null() && !(*state).depths.is_null() {
+            drop(Box::from_raw((*state).depths));
+            (*state).depths = ptr::null_mut();
+        }
+    }
+}

@@ -1,0 +1,127 @@
+"""Shared helpers: run code in a fresh interpreter, define functions without rebinding them,
+warm call sites up, find the other CPython versions on this machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import mighty_patcher
+
+ROOT = Path(__file__).resolve().parent.parent
+WARM = 3000
+SPECIALISING = sys.version_info >= (3, 11)
+
+
+def define(source: str, globals_: dict, name: str):
+    """Compile ``source`` with ``globals_`` as its globals and return ``name`` from it,
+    without rebinding anything in ``globals_`` (as the reloader builds a new version)."""
+    local: dict = {}
+    # dont_inherit: the test module's own `from __future__` flags must not leak in.
+    code = compile(textwrap.dedent(source), "<new version>", "exec", dont_inherit=True)
+    exec(code, globals_, local)
+    return local[name]
+
+
+def warm(site, n: int = WARM):
+    for _ in range(n):
+        site()
+
+
+def call_opnames(func) -> list[str]:
+    """Adaptive opnames of the call-like instructions in ``func``."""
+    import dis
+
+    if not SPECIALISING:
+        return []
+    wanted = ("CALL", "LOAD_ATTR", "BINARY_SUBSCR", "BINARY_OP")
+    return [
+        i.opname for i in dis.get_instructions(func, adaptive=True) if i.opname.startswith(wanted)
+    ]
+
+
+class Isolated:
+    """Runs a script in a fresh interpreter, so a crash is a failed test, not a dead suite."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+
+    def __call__(
+        self,
+        source: str,
+        *,
+        python: str = sys.executable,
+        expect_ok: bool = True,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        script = self.tmp_path / "isolated_script.py"
+        script.write_text(textwrap.dedent(source))
+        full_env = {**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}
+        proc = subprocess.run(
+            [python, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.tmp_path,
+            env=full_env,
+        )
+        if expect_ok and proc.returncode != 0:
+            signal = f" (killed by signal {-proc.returncode})" if proc.returncode < 0 else ""
+            pytest.fail(
+                f"isolated script exited with {proc.returncode}{signal}\n"
+                f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}",
+                pytrace=False,
+            )
+        return proc
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> Isolated:
+    return Isolated(tmp_path)
+
+
+@pytest.fixture
+def mp():
+    return mighty_patcher
+
+
+def extension_path() -> Path:
+    """The built extension module file inside the installed package."""
+    from mighty_patcher import mighty_patcher as native
+
+    return Path(native.__file__)
+
+
+def other_interpreters() -> dict[str, str]:
+    """CPython executables of minor versions other than the running one, by 'X.Y'."""
+    found: dict[str, str] = {}
+    candidates = sorted(Path.home().glob(".pyenv/versions/3.*/bin/python3"))
+    cache = Path(os.environ.get("PYTHONS_CACHE", Path.home() / ".cache/pythons"))
+    candidates += sorted(cache.glob("3.*/bin/python3"))
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for exe in candidates:
+        proc = subprocess.run(
+            [str(exe), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+        )
+        version = proc.stdout.strip()
+        if proc.returncode == 0 and version != here and "t" not in exe.parent.parent.name:
+            found.setdefault(version, str(exe))
+    return found
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when ``condition`` is false, unless the environment says everything must run
+    (CI sets MIGHTY_PATCHER_REQUIRE_ALL=1, so a missing prerequisite fails there)."""
+    if condition:
+        return
+    if os.environ.get("MIGHTY_PATCHER_REQUIRE_ALL") == "1":
+        pytest.fail(f"required by MIGHTY_PATCHER_REQUIRE_ALL: {reason}")
+    pytest.skip(reason)
