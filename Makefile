@@ -21,10 +21,10 @@ setup: $(BIN)/python build
 build: $(BIN)/python
 	$(BIN)/maturin develop --release -q
 
-## The main job: the self-test, then a program patched while it runs.
+## The main job: the self-test, then a program patched while an editor saves its source.
 demo: setup
 	$(BIN)/python -m mighty_patcher --selftest
-	$(BIN)/python demo/patch_demo.py
+	$(BIN)/python demo/live_demo.py
 
 ## The whole test suite: Rust tests, then the Python tests against the built extension.
 test: setup test-rust test-python
@@ -38,8 +38,8 @@ test-python: build
 lint: $(BIN)/python
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	$(BIN)/ruff check python tests src/selftest.py demo
-	$(BIN)/ruff format --check python tests src/selftest.py demo
+	$(BIN)/ruff check python tests src/selftest.py demo bench
+	$(BIN)/ruff format --check python tests src/selftest.py demo bench
 	$(BIN)/mypy
 
 clean:

@@ -4,6 +4,8 @@
 //! lives in files named by role (see `../shared/DESIGN.md`, "Layout").
 
 pub mod abi;
+mod callbacks;
+mod capi;
 mod errors;
 mod heap;
 mod methods;
@@ -12,6 +14,7 @@ mod refs;
 mod reloading;
 mod selftest;
 mod state;
+mod watch;
 
 use core::ptr;
 
@@ -21,7 +24,7 @@ use pyo3_ffi::{
     PyObject,
 };
 
-static mut METHODS: [PyMethodDef; 10] = [
+static mut METHODS: [PyMethodDef; 13] = [
     PyMethodDef {
         ml_name: c"patch_function".as_ptr(),
         ml_meth: PyMethodDefPointer {
@@ -110,6 +113,36 @@ static mut METHODS: [PyMethodDef; 10] = [
         ml_flags: METH_FASTCALL | METH_KEYWORDS,
         ml_doc: c"selftest(*, verbose=True)\n--\n\n\
             Check this build against the running interpreter; True if all checks pass."
+            .as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"add_reload_callback".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: methods::add_reload_callback,
+        },
+        ml_flags: METH_O,
+        ml_doc: c"add_reload_callback(callback, /)\n--\n\n\
+            Call `callback(report)` after each reload; returns `callback`."
+            .as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"remove_reload_callback".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: methods::remove_reload_callback,
+        },
+        ml_flags: METH_O,
+        ml_doc: c"remove_reload_callback(callback, /)\n--\n\n\
+            Stop calling `callback` after each reload (ValueError if it is not registered)."
+            .as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"_notify_reloaded".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: methods::notify_reloaded,
+        },
+        ml_flags: METH_O,
+        ml_doc: c"_notify_reloaded(report, /)\n--\n\n\
+            Call every reload callback with `report` (the reload engine's dict)."
             .as_ptr(),
     },
     // Sentinel: a zeroed entry ends the table.

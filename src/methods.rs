@@ -5,13 +5,13 @@ use core::ptr;
 
 use pyo3_ffi::{
     Py_None, Py_ssize_t, PyBool_FromLong, PyExc_TypeError, PyFunction_Check,
-    PyLong_FromUnsignedLong, PyObject, PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyUnicode_Check,
+    PyLong_FromUnsignedLong, PyObject, PyTuple_GET_ITEM, PyTuple_GET_SIZE,
 };
 
 use crate::errors::{PyResult, Raised, raise, utf8};
 use crate::refs::{Borrowed, Owned};
 use crate::state;
-use crate::{abi, heap, patch, reloading, selftest};
+use crate::{abi, callbacks, heap, patch, reloading, selftest};
 
 /// Converts an operation's result to what CPython expects from a method.
 fn finish(result: PyResult<Owned>) -> *mut PyObject {
@@ -91,12 +91,6 @@ unsafe fn parse<'a, const N: usize>(
     Ok(values)
 }
 
-/// `Some(obj)` unless `obj` is absent or None.
-fn not_none(obj: Option<Borrowed<'_>>) -> Option<Borrowed<'_>> {
-    // SAFETY: comparing addresses with the None singleton.
-    obj.filter(|o| o.as_ptr() != unsafe { Py_None() })
-}
-
 pub unsafe extern "C" fn patch_function(
     module: *mut PyObject,
     args: *mut *mut PyObject,
@@ -162,17 +156,7 @@ pub unsafe extern "C" fn patch_class(
             kwnames,
         )
         .and_then(|[old, new, update, remove]| {
-            let filter = patch::class::Filter {
-                update: not_none(update),
-                remove: not_none(remove),
-            };
-            for f in [filter.update, filter.remove].into_iter().flatten() {
-                if PyUnicode_Check(f.as_ptr()) != 0 {
-                    return Err(type_error(
-                        "patch_class(): update and remove take collections of names, not a str",
-                    ));
-                }
-            }
+            let filter = patch::class::Filter::from_arguments(update, remove)?;
             patch::class::patch_class(state::of(module), old.unwrap(), new.unwrap(), &filter)?;
             none()
         })
@@ -247,5 +231,42 @@ pub unsafe extern "C" fn run_selftest(
             };
             selftest::run(module, verbose)
         })
+    })
+}
+
+pub unsafe extern "C" fn add_reload_callback(
+    module: *mut PyObject,
+    callback: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: METH_O: `callback` is a borrowed argument; module-level function, GIL held.
+    finish(unsafe {
+        let callback = Borrowed::from_ptr(callback).expect("argument");
+        let module = Borrowed::from_ptr(module).expect("module");
+        // Returns the callable, so that it can be used as a decorator.
+        callbacks::add_python(module, callback).map(|()| callback.to_owned())
+    })
+}
+
+pub unsafe extern "C" fn remove_reload_callback(
+    module: *mut PyObject,
+    callback: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: as `add_reload_callback`.
+    finish(unsafe {
+        let callback = Borrowed::from_ptr(callback).expect("argument");
+        let module = Borrowed::from_ptr(module).expect("module");
+        callbacks::remove_python(module, callback).and_then(|()| none())
+    })
+}
+
+pub unsafe extern "C" fn notify_reloaded(
+    module: *mut PyObject,
+    report: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: as `add_reload_callback`.
+    finish(unsafe {
+        let report = Borrowed::from_ptr(report).expect("argument");
+        let module = Borrowed::from_ptr(module).expect("module");
+        callbacks::notify(module, report).and_then(|()| none())
     })
 }

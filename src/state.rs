@@ -9,11 +9,11 @@ use pyo3_ffi::{
     PyObject, PyUnicode_FromString, visitproc,
 };
 
-use crate::abi;
 use crate::errors::{PyResult, Raised};
 use crate::patch::keepalive;
 use crate::refs::Owned;
 use crate::reloading::{self, Depths};
+use crate::{abi, callbacks, capi, watch};
 
 /// Lives in the module object (`m_size`); CPython zero-fills it before `exec` runs.
 #[repr(C)]
@@ -28,6 +28,13 @@ pub struct State {
     pub code_extra_index: isize,
     /// Reload depth per thread, owned (`Box::into_raw`); freed by `free`.
     pub depths: *mut Depths,
+    /// Reload callbacks (`callbacks`), owned (`Box::into_raw`): its Python callables are
+    /// visited by `traverse` and dropped by `clear`; the box is freed by `free`.
+    pub callbacks: *mut callbacks::Registry,
+    /// `WatchError(OSError)`: watching files failed (`watch`). Strong reference.
+    pub watch_error: *mut PyObject,
+    /// The `Watcher` type (`watch`). Strong reference.
+    pub watcher_type: *mut PyObject,
 }
 
 /// The state of `module`.
@@ -60,6 +67,7 @@ unsafe fn try_exec(module: *mut PyObject) -> PyResult<()> {
         let state = of(module);
         state.code_extra_index = -1;
         state.depths = Box::into_raw(Box::default());
+        state.callbacks = Box::into_raw(Box::default());
 
         let patch_error = Owned::from_new(PyErr_NewExceptionWithDoc(
             c"mighty_patcher.PatchError".as_ptr(),
@@ -84,6 +92,13 @@ unsafe fn try_exec(module: *mut PyObject) -> PyResult<()> {
         add(module, c"Reloading", &reloading_type)?;
         state.reloading_type = reloading_type.into_raw();
 
+        let watch_error = watch::create_error()?;
+        add(module, c"WatchError", &watch_error)?;
+        state.watch_error = watch_error.into_raw();
+        let watcher_type = watch::create_type(module)?;
+        add(module, c"Watcher", &watcher_type)?;
+        state.watcher_type = watcher_type.into_raw();
+
         state.code_extra_index = keepalive::request_index()?;
 
         let version = Owned::from_new(PyUnicode_FromString(c"0.1.0".as_ptr()))?;
@@ -91,6 +106,9 @@ unsafe fn try_exec(module: *mut PyObject) -> PyResult<()> {
         let built = std::ffi::CString::new(abi::BUILT_VERSION).expect("no NUL");
         let built = Owned::from_new(PyUnicode_FromString(built.as_ptr()))?;
         add(module, c"BUILT_FOR", &built)?;
+
+        // Last: from here on the C API's entries may use this module's state.
+        capi::publish(module)?;
     }
     Ok(())
 }
@@ -122,6 +140,8 @@ pub unsafe extern "C" fn traverse(
             (*state).patch_error,
             (*state).needs_restart,
             (*state).reloading_type,
+            (*state).watch_error,
+            (*state).watcher_type,
         ] {
             if !field.is_null() {
                 let status = visit(field, arg);
@@ -130,19 +150,33 @@ pub unsafe extern "C" fn traverse(
                 }
             }
         }
+        if !(*state).callbacks.is_null() {
+            let status = (*(*state).callbacks).traverse(visit, arg);
+            if status != 0 {
+                return status;
+            }
+        }
     }
     0
 }
 
 /// `m_clear`: drops the state's references (breaks cycles through the module).
 pub unsafe extern "C" fn clear(module: *mut PyObject) -> c_int {
-    // SAFETY: as `traverse`; Py_CLEAR nulls each field before the decref.
+    // The C API's entries must not reach a state being torn down.
+    capi::withdraw(module);
+    // SAFETY: as `traverse`; Py_CLEAR nulls each field before the decref, and the callables
+    // leave the registry before they are dropped.
     unsafe {
         let state = PyModule_GetState(module).cast::<State>();
         if !state.is_null() {
+            if !(*state).callbacks.is_null() {
+                drop((*(*state).callbacks).take_python());
+            }
             Py_CLEAR(&mut (*state).patch_error);
             Py_CLEAR(&mut (*state).needs_restart);
             Py_CLEAR(&mut (*state).reloading_type);
+            Py_CLEAR(&mut (*state).watch_error);
+            Py_CLEAR(&mut (*state).watcher_type);
         }
     }
     0
@@ -158,6 +192,10 @@ pub unsafe extern "C" fn free(module: *mut c_void) {
         if !state.is_null() && !(*state).depths.is_null() {
             drop(Box::from_raw((*state).depths));
             (*state).depths = ptr::null_mut();
+        }
+        if !state.is_null() && !(*state).callbacks.is_null() {
+            drop(Box::from_raw((*state).callbacks));
+            (*state).callbacks = ptr::null_mut();
         }
     }
 }

@@ -98,8 +98,12 @@ def extension_path() -> Path:
     return Path(native.__file__)
 
 
-def other_interpreters() -> dict[str, str]:
-    """CPython executables of minor versions other than the running one, by 'X.Y'."""
+SUPPORTED = ("3.10", "3.11", "3.12", "3.13", "3.14", "3.15")
+
+
+def other_interpreters(*, supported: bool = True) -> dict[str, str]:
+    """CPython executables of minor versions other than the running one, by 'X.Y': the
+    supported ones (3.10-3.15), or with ``supported=False`` the older, unsupported ones."""
     found: dict[str, str] = {}
     candidates = sorted(Path.home().glob(".pyenv/versions/3.*/bin/python3"))
     cache = Path(os.environ.get("PYTHONS_CACHE", Path.home() / ".cache/pythons"))
@@ -112,7 +116,13 @@ def other_interpreters() -> dict[str, str]:
             text=True,
         )
         version = proc.stdout.strip()
-        if proc.returncode == 0 and version != here and "t" not in exe.parent.parent.name:
+        wanted = (version in SUPPORTED) == supported
+        if (
+            proc.returncode == 0
+            and version != here
+            and wanted
+            and "t" not in exe.parent.parent.name
+        ):
             found.setdefault(version, str(exe))
     return found
 

@@ -4,18 +4,40 @@ The native core (``mighty_patcher.mighty_patcher``, a Rust extension) patches li
 and classes in place; everything it offers is re-exported here.
 """
 
+import sys as _sys
+
+# Checked before anything else is imported, in syntax any Python 3 reads: an unsupported
+# interpreter gets this message rather than a dynamic-loader or syntax error.
+if _sys.implementation.name != "cpython" or not (3, 10) <= _sys.version_info[:2] <= (3, 15):
+    _name = "CPython" if _sys.implementation.name == "cpython" else _sys.implementation.name
+    raise ImportError(
+        "mighty_patcher supports CPython 3.10 to 3.15; this is "
+        + _name
+        + " "
+        + _sys.version.split()[0]
+    )
+
+from pathlib import Path
+
+# The C API capsule, re-exported so that `PyCapsule_Import("mighty_patcher._C_API", 0)` finds
+# it on the package as it does on the bare extension module.
+from .mighty_patcher import _C_API as _C_API
 from .mighty_patcher import (
     BUILT_FOR,
     NeedsRestart,
     PatchError,
     Reloading,
+    Watcher,
+    WatchError,
     __version__,
+    add_reload_callback,
     build_info,
     currently_reloading,
     functions_using,
     patch_class,
     patch_function,
     reloading,
+    remove_reload_callback,
     selftest,
     specialization_version,
     swap_code,
@@ -26,14 +48,25 @@ __all__ = [
     "NeedsRestart",
     "PatchError",
     "Reloading",
+    "WatchError",
+    "Watcher",
     "__version__",
+    "add_reload_callback",
     "build_info",
     "currently_reloading",
     "functions_using",
+    "get_include",
     "patch_class",
     "patch_function",
     "reloading",
+    "remove_reload_callback",
     "selftest",
     "specialization_version",
     "swap_code",
 ]
+
+
+def get_include() -> str:
+    """The directory holding ``mighty_patcher.h``, the C API header for other C extensions
+    (add it to their include path, as with ``numpy.get_include()``)."""
+    return str(Path(__file__).resolve().parent / "include")

@@ -1,16 +1,25 @@
 """Typed contract of the native module ``mighty_patcher.mighty_patcher``.
 
 Every function needs the GIL and runs with it held from start to end: another thread sees a
-patched object either as it was or as it is after, never half-way.
+patched object either as it was or as it is after, never half-way. (``Watcher`` is the
+exception: it waits and walks directories with the GIL released.)
 """
 
-from collections.abc import Collection, Iterable
+import os
+from collections.abc import Callable, Collection, Iterable, Sequence
 from types import CodeType, FunctionType, TracebackType
-from typing import Any
+from typing import Any, Literal, TypeVar
+
+_ReloadCallback = TypeVar("_ReloadCallback", bound=Callable[[dict[str, Any]], object])
 
 __version__: str
 #: ``sys.version`` (first word) of the interpreter the extension was built for.
 BUILT_FOR: str
+#: The C API for other C extensions: a capsule named ``"mighty_patcher._C_API"`` holding a
+#: ``MightyPatcher_CAPI`` table, described (with its reference and error conventions) by
+#: ``mighty_patcher.h`` in the directory ``mighty_patcher.get_include()`` returns. C code
+#: imports it with ``MightyPatcher_IMPORT``. (A ``types.CapsuleType`` from 3.13 on.)
+_C_API: object
 
 class PatchError(Exception):
     """A patch could not be applied; the objects involved were not changed."""
@@ -114,3 +123,121 @@ def selftest(*, verbose: bool = True) -> bool:
     calls, defaults, ``*args``, bound methods, property getters, ``__getitem__``, closures)
     run new code after a patch and specialise again, and that old code is released. Prints a
     report when ``verbose``; returns True if every check passed."""
+
+def add_reload_callback(callback: _ReloadCallback, /) -> _ReloadCallback:
+    """Call ``callback(report)`` after each reload; returns ``callback``, so it can decorate.
+
+    ``report`` is a dict describing the reload: ``module`` (str), ``file`` (str), ``ok``
+    (bool), ``patched``, ``added``, ``deleted``, ``rerun`` and ``needs_restart`` (lists of
+    qualified names), ``seconds`` (float) and ``error`` (str or None); it is shared by all
+    callbacks, so do not modify it. Callbacks run in registration order, together with the
+    ones C extensions register through the C API. An exception raised by a callback is
+    reported through :func:`sys.unraisablehook` and does not stop the others. The same
+    callable registered twice runs twice.
+
+    Raises ``TypeError`` unless ``callback`` is callable.
+    """
+
+def remove_reload_callback(callback: Callable[[dict[str, Any]], object], /) -> None:
+    """Stop calling ``callback`` after each reload: removes its earliest registration (found
+    with ``==``, so ``obj.method`` given again matches). A callback removed while callbacks
+    run is not called again, not even later in that round.
+
+    Raises ``ValueError`` if ``callback`` is not registered.
+    """
+
+def _notify_reloaded(report: dict[str, Any], /) -> None:
+    """Call every reload callback (Python and C) with ``report``, in registration order.
+    Called by the reload engine once per reload; failures of callbacks are reported through
+    :func:`sys.unraisablehook`, never raised. Raises ``TypeError`` unless ``report`` is a
+    dict."""
+
+class WatchError(OSError):
+    """Watching files failed. Raised by :class:`Watcher` when a root does not exist
+    (``errno`` ``ENOENT``, ``filename`` the root), when the inotify watch limit is reached
+    (``ENOSPC``; the message names the directory, the current
+    ``fs.inotify.max_user_watches`` and how to raise it: ``sudo sysctl
+    fs.inotify.max_user_watches=524288``, made permanent in ``/etc/sysctl.d/``; or watch a
+    smaller tree, or pass ``poll=True``), or when no more inotify instances can be created
+    (``EMFILE``)."""
+
+class Watcher:
+    """Watches the ``.py`` files under ``roots`` and reports each change once the file is
+    complete. The extension only collects and coalesces events; which modules to reload is
+    decided in Python.
+
+    ``roots``: directories, watched recursively, or single ``.py`` files; made absolute (like
+    :func:`os.path.abspath`, symbolic links not resolved), duplicates dropped; may be empty.
+    Below a root these directories are skipped: ``__pycache__``, hidden ones (a name starting
+    with ``.``), virtualenvs (named ``venv``/``.venv``, or holding a ``pyvenv.cfg``),
+    ``site-packages``, ``node_modules``, and every name in ``ignore``. Symbolic links to
+    directories are not followed (a target inside a root is watched under its real path).
+    Directories created later are watched as they appear, and the ``.py`` files they already
+    hold are reported; removed ones are dropped (a root directory removed is not watched again,
+    even if it comes back). Each directory costs one inotify watch.
+
+    A file is reported when a handle that wrote to it is closed, or when a file is renamed
+    onto it (temp file + rename, as vim, JetBrains IDEs and ``sed -i`` save); a change with
+    no such signal is reported after ``quiet`` seconds without events and with no handle open
+    on the file (an open handle holds it back until closed, 2 seconds after its last event at
+    most), so a writer that truncates, pauses and writes is reported once, complete. A
+    deleted (or renamed away) file is reported after ``quiet`` if it is still missing then,
+    so delete-and-recreate within that window is one change; the caller finds a reported path
+    missing when it was deleted. Reading a file is not a change.
+
+    ``poll=True`` uses a polling watcher (notify's ``PollWatcher``) instead of inotify, for
+    file systems without inotify events (network mounts, some containers): it checks every
+    ``poll_interval`` seconds, there are no open/close events, so readiness relies on
+    ``quiet``, which is then at least two poll intervals (a writer pausing longer than that
+    mid-write is reported half-way, then again once done). Files changed in the last two
+    seconds are re-checked with nanosecond modification times, since ``PollWatcher`` compares
+    whole seconds. Raise ``poll_interval`` for large trees: every poll looks at every file.
+
+    Raises :class:`WatchError` when a root does not exist or cannot be watched (see there),
+    ``ValueError`` for a root that is a file other than ``.py`` or for a negative duration,
+    ``TypeError`` for a single string where a sequence is expected.
+    """
+
+    def __init__(
+        self,
+        roots: Sequence[str | os.PathLike[str]],
+        *,
+        poll: bool = False,
+        poll_interval: float = 0.05,
+        quiet: float = 0.005,
+        ignore: Sequence[str] = (),
+    ) -> None: ...
+    def wait(self, timeout: float | None = None) -> set[str] | Literal["stop", "timeout"]:
+        """Waits, with the GIL released, until at least one changed file is complete, and
+        returns the absolute paths of all that are complete by then (each once). Returns
+        ``"stop"`` once :meth:`stop` or :meth:`close` was called (before or during the wait,
+        from any thread), and ``"timeout"`` after ``timeout`` seconds with nothing complete
+        (``None``: wait as long as it takes; 0 or negative: only look).
+
+        Waits in slices of at most 50 ms; between them it takes the GIL and runs the signal
+        handlers, so Ctrl-C in the main thread raises ``KeyboardInterrupt`` from here.
+        Raises :class:`WatchError` if a directory created since the start could not be
+        watched (the inotify watch limit); the watcher goes on with the others.
+        """
+    def stop(self) -> None:
+        """Makes every current and later :meth:`wait` return ``"stop"`` at once. Callable
+        from any thread; the OS watches stay until :meth:`close`."""
+    def close(self) -> None:
+        """Stops (as :meth:`stop`) and releases the OS watches; also done when the watcher
+        is garbage-collected. Afterwards :meth:`wait` returns ``"stop"``, and
+        ``watched_directories`` is 0. Calling it again does nothing."""
+    def __enter__(self) -> Watcher: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> bool:
+        """Closes the watcher; exceptions propagate."""
+    @property
+    def roots(self) -> tuple[str, ...]:
+        """The watched roots, absolute, as given (after :func:`os.path.abspath`)."""
+    @property
+    def watched_directories(self) -> int:
+        """How many directories are watched now (one inotify watch each; 0 once closed)."""

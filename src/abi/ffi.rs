@@ -29,6 +29,10 @@ type GcVisitObjects = unsafe extern "C" fn(GcVisitor, *mut c_void);
 type RequestIndex = unsafe extern "C" fn(FreeFunc) -> isize;
 type GetExtra = unsafe extern "C" fn(*mut PyObject, isize, *mut *mut c_void) -> c_int;
 type SetExtra = unsafe extern "C" fn(*mut PyObject, isize, *mut c_void) -> c_int;
+/// `PyErr_FormatUnraisable(format, ...)` (3.13+).
+pub type FormatUnraisable = unsafe extern "C" fn(*const c_char, ...);
+/// `_PyErr_WriteUnraisableMsg(err_msg, obj)` (3.8-3.12): reports "Exception ignored {err_msg}".
+pub type WriteUnraisableMsg = unsafe extern "C" fn(*const c_char, *mut PyObject);
 
 /// The version-dependent entry points, resolved once per process.
 pub struct Api {
@@ -42,6 +46,10 @@ pub struct Api {
     pub code_get_extra: GetExtra,
     /// `PyUnstable_Code_SetExtra` (3.12+), `_PyCode_SetExtra` before.
     pub code_set_extra: SetExtra,
+    /// `PyErr_FormatUnraisable` (3.13+): an unraisable exception with a message of our own.
+    pub format_unraisable: Option<FormatUnraisable>,
+    /// `_PyErr_WriteUnraisableMsg` (before 3.13): the same, where it is still exported.
+    pub write_unraisable_msg: Option<WriteUnraisableMsg>,
 }
 
 static API: OnceLock<Api> = OnceLock::new();
@@ -120,6 +128,9 @@ pub fn resolve() -> PyResult<()> {
     } else {
         (core::ptr::null_mut(), core::ptr::null_mut())
     };
+    // Optional: without them a failed reload callback is reported with a generic message.
+    let format_unraisable = lookup(c"PyErr_FormatUnraisable");
+    let write_unraisable_msg = lookup(c"_PyErr_WriteUnraisableMsg");
     // SAFETY: each address is the named function of the running interpreter, whose C
     // signature is the one declared in `Api` (CPython's headers for the version we were built
     // for, which is the running one: checked by PyInit before module exec runs). A NULL
@@ -135,6 +146,12 @@ pub fn resolve() -> PyResult<()> {
             request_code_extra_index: core::mem::transmute::<*mut c_void, RequestIndex>(request),
             code_get_extra: core::mem::transmute::<*mut c_void, GetExtra>(get),
             code_set_extra: core::mem::transmute::<*mut c_void, SetExtra>(set),
+            format_unraisable: core::mem::transmute::<*mut c_void, Option<FormatUnraisable>>(
+                format_unraisable,
+            ),
+            write_unraisable_msg: core::mem::transmute::<*mut c_void, Option<WriteUnraisableMsg>>(
+                write_unraisable_msg,
+            ),
         }
     };
     let _ = API.set(api);

@@ -15,6 +15,8 @@ use crate::errors::{Raised, raise};
 pub const BUILT_VERSION: &str = env!("MP_BUILT_VERSION");
 /// Its minor version: 12 for 3.12.
 pub const BUILT_MINOR: u32 = parse_u32(env!("MP_BUILT_MINOR"));
+/// Its `sys.hexversion` (`PY_VERSION_HEX`), e.g. `0x030C01F0` for 3.12.1.
+pub const BUILT_HEXVERSION: u32 = parse_u32(env!("MP_BUILT_HEXVERSION"));
 /// Whether it was a free-threaded (`--disable-gil`) build.
 pub const BUILT_FREE_THREADED: bool = matches!(env!("MP_BUILT_FREE_THREADED").as_bytes(), b"1");
 

@@ -56,6 +56,33 @@ pub struct Filter<'a> {
     pub remove: Option<Borrowed<'a>>,
 }
 
+impl<'a> Filter<'a> {
+    /// The filter `patch_class(old, new, update=..., remove=...)` asks for: an absent argument
+    /// or None means no filter; a `str` is refused (it is a collection of characters, not of
+    /// names).
+    pub fn from_arguments(
+        update: Option<Borrowed<'a>>,
+        remove: Option<Borrowed<'a>>,
+    ) -> PyResult<Filter<'a>> {
+        // SAFETY: Py_None returns the None singleton (borrowed, never freed).
+        let none = unsafe { pyo3_ffi::Py_None() };
+        let not_none = |obj: Option<Borrowed<'a>>| obj.filter(|o| o.as_ptr() != none);
+        let filter = Filter {
+            update: not_none(update),
+            remove: not_none(remove),
+        };
+        for f in [filter.update, filter.remove].into_iter().flatten() {
+            // SAFETY: `f` is alive; PyUnicode_Check only reads its type.
+            if unsafe { pyo3_ffi::PyUnicode_Check(f.as_ptr()) } != 0 {
+                return Err(type_error(
+                    "patch_class(): update and remove take collections of names, not a str",
+                ));
+            }
+        }
+        Ok(filter)
+    }
+}
+
 /// What to do to one class, worked out before anything changes.
 #[derive(Default)]
 struct Plan {

@@ -1,0 +1,433 @@
+"""The applier: carries out a plan in a module's real namespace.
+
+Statements run in file order in the module's own ``__dict__``, so that each sees what the
+ones before it made, exactly as an import would. Definitions are built by executing their
+``def``/``class`` statement with the module as globals but a scratch dict as locals (so the
+new object does not replace the binding), and then patched into the existing object: every
+reference held elsewhere runs the new code. Everything is recorded in a
+:class:`~mighty_patcher.transaction.Transaction` first; the caller rolls it back if any step
+raises.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import mighty_patcher as native
+from .codes import code_of_definition, find_inner, nested_pairs, wrapper_chain
+from .planner import Plan, Step, Stmt, class_plan, first_line
+from .report import ReloadReport
+from .transaction import Transaction
+
+__all__ = ["Applier"]
+
+_MISSING: Any = object()
+_ENUM_INTERNALS = frozenset(
+    {
+        "_member_map_",
+        "_member_names_",
+        "_value2member_map_",
+        "_unhashable_values_",
+        "_member_type_",
+        "_value_repr_",
+        "_new_member_",
+        "_use_args_",
+        "_hashable_values_",
+        "_singles_mask_",
+        "_all_bits_",
+        "_flag_mask_",
+        "_inverted_",
+        "_boundary_",
+    }
+)
+
+
+@dataclass
+class Applier:
+    """Applies one plan to one module."""
+
+    module: types.ModuleType
+    path: str
+    plan: Plan
+    old_lines: list[str]
+    new_lines: list[str]
+    txn: Transaction
+    report: ReloadReport
+    graveyard: dict[str, Any]
+    #: (old code, new code) of nested functions, for closures made before the edit.
+    code_pairs: list[tuple[types.CodeType, types.CodeType]] = field(default_factory=list)
+
+    @property
+    def ns(self) -> dict[str, Any]:
+        return self.module.__dict__
+
+    def compile(self, node: ast.stmt) -> types.CodeType:
+        tree = ast.Module(body=[node], type_ignores=[])
+        code: types.CodeType = compile(
+            tree, self.path, "exec", flags=self.plan.future_flags, dont_inherit=True
+        )
+        return code
+
+    # --- the plan, in order ----------------------------------------------------------------
+
+    def apply(self) -> None:
+        self.txn.keep_namespace(self.ns)
+        handlers: dict[str, Callable[[Step], None]] = {
+            "run": self.run,
+            "redefine": self.redefine,
+            "relocate": self.relocate,
+        }
+        for step in self.plan.steps:
+            if step.action != "keep":
+                handlers[step.action](step)
+        self.delete()
+        docstring = ast.get_docstring(self.plan.new_tree, clean=False)
+        if self.ns.get("__doc__") != docstring:
+            self.ns["__doc__"] = docstring
+
+    def run(self, step: Step) -> None:
+        stmt = step.new
+        before = {name: self.ns.get(name, _MISSING) for name in stmt.writes}
+        exec(self.compile(stmt.node), self.ns)
+        self.report.rerun.append(stmt.label)
+        # A function an assignment made again (a lambda, a def inside an `if`) keeps the
+        # identity of the one it replaces.
+        for name, old in before.items():
+            new = self.ns.get(name, _MISSING)
+            if (
+                isinstance(old, types.FunctionType)
+                and isinstance(new, types.FunctionType)
+                and old is not new
+                and new.__code__.co_filename == self.path
+            ):
+                self.patch_function(old, new)
+                self.ns[name] = old
+
+    def build(self, stmt: Stmt, name: str) -> Any:
+        """Executes a ``def``/``class`` statement without rebinding its name: the new object."""
+        scratch: dict[str, Any] = {}
+        exec(self.compile(stmt.node), self.ns, scratch)
+        return scratch[name]
+
+    def redefine(self, step: Step) -> None:
+        stmt = step.new
+        name = stmt.name
+        assert name is not None
+        current = self.ns.get(name, _MISSING)
+        revived = False
+        if current is _MISSING and name in self.graveyard:
+            current, revived = self.graveyard[name], True
+        new = self.build(stmt, name)
+        if current is _MISSING:
+            self.ns[name] = new
+            self.report.added.append(name)
+            return
+        old_node = step.old.node if step.old is not None and not revived else None
+        if isinstance(current, type) and isinstance(new, type):
+            kept = self.patch_class(name, current, new, old_node, stmt.node)
+        else:
+            kept = self.patch_callable(name, current, new, old_node, stmt.node)
+        self.ns[name] = current if kept else new
+        if revived:
+            del self.graveyard[name]
+
+    # --- functions -------------------------------------------------------------------------
+
+    def patch_function(self, old: types.FunctionType, new: types.FunctionType) -> None:
+        self.code_pairs.extend(nested_pairs(old.__code__, new.__code__))
+        self.txn.keep_function(old)
+        native.patch_function(old, new)
+
+    def patch_callable(
+        self, name: str, current: Any, new: Any, old_node: ast.stmt | None, new_node: ast.stmt
+    ) -> bool:
+        """Patches a (possibly decorated) function definition into ``current``; returns
+        whether ``current`` stays (False: the name is rebound to ``new``)."""
+        decorators_same = old_node is not None and _dump(_decorators(old_node)) == _dump(
+            _decorators(new_node)
+        )
+        if decorators_same:
+            old_inner = find_inner(current, name, self.path)
+            new_inner = find_inner(new, name, self.path)
+            if old_inner is not None and new_inner is not None:
+                self.patch_function(old_inner, new_inner)
+                if current is not old_inner:
+                    _refresh_wrapper(current, new)
+                    _clear_caches(current)
+                self.report.patched.append(name)
+                return True
+        if isinstance(current, types.FunctionType) and isinstance(new, types.FunctionType):
+            # The decorators changed (or there is no inner function to find): the old outer
+            # object becomes the new outer object.
+            self.patch_function(current, new)
+            self.report.patched.append(name)
+            return True
+        self.report.patched.append(name)
+        self.report.notes.append(
+            f"{name} became a {type(new).__name__} (was a {type(current).__name__}); references "
+            f"taken before keep the old object"
+        )
+        return False
+
+    # --- classes ---------------------------------------------------------------------------
+
+    def patch_class(
+        self, name: str, old: type, new: type, old_node: ast.stmt | None, new_node: ast.stmt
+    ) -> bool:
+        update: set[str] | None
+        remove: set[str] | None
+        relocated: frozenset[str] = frozenset()
+        if isinstance(old_node, ast.ClassDef) and isinstance(new_node, ast.ClassDef):
+            header_changed, upd, rem, relocated = class_plan(
+                old_node, new_node, self.old_lines, self.new_lines
+            )
+            decorated = bool(old_node.decorator_list or new_node.decorator_list)
+            if header_changed or decorated:
+                update, remove = None, None
+            else:
+                update, remove = set(upd), set(rem)
+        else:
+            update, remove = None, None
+        if isinstance(old, enum.EnumMeta):
+            update, remove = self._enum_filter(name, old, new, update, remove)
+        names = set(new.__dict__) if update is None else update
+        for member in sorted(names):
+            if self._patch_wrapped_member(member, old, new):
+                if update is None:
+                    update = set(new.__dict__)
+                update.discard(member)
+            else:
+                self._pair_member_codes(old.__dict__.get(member), new.__dict__.get(member))
+        changed = sorted(update if update is not None else _differing(old, new))
+        self.txn.keep_class(old)
+        try:
+            native.patch_class(old, new, update=update, remove=remove)
+        except native.NeedsRestart as exc:
+            self.report.needs_restart.append(str(exc))
+            return True
+        for member in relocated:
+            self._relocate_member(old, new, member)
+        if "__firstlineno__" in old.__dict__:
+            type.__setattr__(old, "__firstlineno__", first_line(new_node))
+        self.report.patched.append(", ".join(f"{name}.{m}" for m in changed) if changed else name)
+        return True
+
+    def _enum_filter(
+        self, name: str, old: type, new: type, update: set[str] | None, remove: set[str] | None
+    ) -> tuple[set[str], set[str]]:
+        old_members = {k: v.value for k, v in old.__members__.items()}  # type: ignore[attr-defined]
+        new_members = {k: v.value for k, v in new.__members__.items()}  # type: ignore[attr-defined]
+        if old_members != new_members:
+            added = sorted(set(new_members) - set(old_members))
+            gone = sorted(set(old_members) - set(new_members))
+            what = []
+            if added:
+                what.append(f"added {', '.join(added)}")
+            if gone:
+                what.append(f"removed {', '.join(gone)}")
+            if not what:
+                what.append("member values changed")
+            self.report.needs_restart.append(
+                f"the members of enum {name} changed ({'; '.join(what)}): existing members "
+                f"cannot be re-created in place; restart to apply this part"
+            )
+        skip = set(old_members) | set(new_members) | _ENUM_INTERNALS
+        candidates = set(new.__dict__) if update is None else update
+        kept_update = {n for n in candidates if n not in skip}
+        kept_remove = {n for n in (remove or set()) if n not in skip}
+        return kept_update, kept_remove
+
+    def _patch_wrapped_member(self, member: str, old: type, new: type) -> bool:
+        """A member that a decorator turned into an object other than a function (an
+        ``lru_cache`` wrapper, say): patch the function inside, keep the wrapper."""
+        o, n = old.__dict__.get(member), new.__dict__.get(member)
+        plain = (types.FunctionType, staticmethod, classmethod, property, type)
+        if o is None or n is None or isinstance(o, plain) or isinstance(n, plain):
+            return False
+        if not hasattr(o, "__wrapped__") or type(o) is not type(n):
+            return False
+        old_inner = find_inner(o, member, self.path)
+        new_inner = find_inner(n, member, self.path)
+        if old_inner is None or new_inner is None:
+            return False
+        self.patch_function(old_inner, new_inner)
+        _clear_caches(o)
+        return True
+
+    def _pair_member_codes(self, old_value: Any, new_value: Any) -> None:
+        """Records the nested code pairs of a method about to be patched by ``patch_class``."""
+        for o, n in _member_function_pairs(old_value, new_value):
+            self.code_pairs.extend(nested_pairs(o.__code__, n.__code__))
+
+    def _relocate_member(self, old: type, new: type, member: str) -> None:
+        for o, n in _member_function_pairs(old.__dict__.get(member), new.__dict__.get(member)):
+            if o.__code__ is not n.__code__:
+                self.swap_code(o, n.__code__)
+
+    # --- line numbers ----------------------------------------------------------------------
+
+    def swap_code(self, func: types.FunctionType, code: types.CodeType) -> None:
+        self.code_pairs.extend(nested_pairs(func.__code__, code))
+        self.txn.keep_function(func)
+        try:
+            native.swap_code(func, code)
+        except native.PatchError as exc:
+            self.report.notes.append(str(exc))
+
+    def relocate(self, step: Step) -> None:
+        """An unchanged definition moved: give it code objects with the new line numbers."""
+        stmt = step.new
+        name = stmt.name
+        if name is None:
+            return
+        current = self.ns.get(name, _MISSING)
+        if current is _MISSING:
+            return
+        code = code_of_definition(self.compile(stmt.node), name)
+        if code is None:
+            return
+        if isinstance(current, type):
+            body = {c.co_name: c for c in code.co_consts if isinstance(c, types.CodeType)}
+            for value in current.__dict__.values():
+                for func in _member_functions(value):
+                    new_code = body.get(func.__code__.co_name)
+                    if new_code is not None and func.__code__ is not new_code:
+                        self.swap_code(func, new_code)
+            if "__firstlineno__" in current.__dict__:
+                type.__setattr__(current, "__firstlineno__", stmt.lineno)
+        else:
+            inner = find_inner(current, name, self.path)
+            if inner is not None and inner.__code__ is not code:
+                self.swap_code(inner, code)
+        self.report.moved.append(name)
+
+    # --- deletions and closures ------------------------------------------------------------
+
+    def delete(self) -> None:
+        for name in sorted(self.plan.removed_names):
+            if name not in self.ns:
+                continue
+            value = self.ns.pop(name)
+            if isinstance(value, (types.FunctionType, type)):
+                self.graveyard[name] = value
+            self.report.deleted.append(name)
+
+    def move_closures(self) -> None:
+        """Closures made before the edit from a code object that now has a new version move
+        to it, keeping their cells (one pass over the heap for the whole reload)."""
+        mapping = {}
+        for old, new in self.code_pairs:
+            if old is not new:
+                mapping[old] = new
+        if not mapping:
+            return
+        for func in native.functions_using(list(mapping)):
+            target = mapping.get(func.__code__)
+            if target is None:
+                continue
+            self.txn.keep_function(func)
+            try:
+                native.swap_code(func, target)
+            except native.PatchError as exc:
+                self.report.notes.append(str(exc))
+
+
+def _decorators(node: ast.stmt) -> list[ast.expr]:
+    return list(getattr(node, "decorator_list", []))
+
+
+def _dump(nodes: list[ast.expr]) -> str:
+    return "|".join(ast.dump(n, include_attributes=False) for n in nodes)
+
+
+def _member_functions(value: Any) -> list[types.FunctionType]:
+    """The functions a class member holds: itself, a static/class method's function, a
+    property's accessors."""
+    if isinstance(value, types.FunctionType):
+        return [value]
+    if isinstance(value, (staticmethod, classmethod)) and isinstance(
+        value.__func__, types.FunctionType
+    ):
+        return [value.__func__]
+    if isinstance(value, property):
+        return [
+            f for f in (value.fget, value.fset, value.fdel) if isinstance(f, types.FunctionType)
+        ]
+    return []
+
+
+def _member_function_pairs(
+    old: Any, new: Any
+) -> list[tuple[types.FunctionType, types.FunctionType]]:
+    """The functions of two versions of a class member, paired by role (the function, a
+    static/class method's function, each property accessor)."""
+    if isinstance(old, property) and isinstance(new, property):
+        pairs = [(old.fget, new.fget), (old.fset, new.fset), (old.fdel, new.fdel)]
+    else:
+        olds, news = _member_functions(old), _member_functions(new)
+        pairs = [(olds[0], news[0])] if len(olds) == 1 and len(news) == 1 else []
+    return [
+        (o, n)
+        for o, n in pairs
+        if isinstance(o, types.FunctionType) and isinstance(n, types.FunctionType)
+    ]
+
+
+def _refresh_wrapper(old: Any, new: Any) -> None:
+    """Copies a new decorator wrapper's descriptive attributes onto the old wrapper, whose
+    inner function was patched in place (``__wrapped__`` stays the old inner function)."""
+    for attr in ("__doc__", "__name__", "__qualname__", "__annotations__"):
+        try:
+            setattr(old, attr, getattr(new, attr))
+        except (AttributeError, TypeError):
+            pass
+    old_dict = getattr(old, "__dict__", None)
+    new_dict = getattr(new, "__dict__", None)
+    if isinstance(old_dict, dict) and isinstance(new_dict, dict):
+        for key, value in new_dict.items():
+            if key != "__wrapped__":
+                old_dict[key] = value
+
+
+def _clear_caches(obj: Any) -> None:
+    """``cache_clear()`` on every ``functools.lru_cache`` (or alike) along a wrapper chain."""
+    for wrapper in wrapper_chain(obj):
+        clear = getattr(wrapper, "cache_clear", None)
+        if callable(clear):
+            try:
+                clear()
+            except Exception:  # a cache that cannot be cleared keeps its entries
+                pass
+
+
+_BOOKKEEPING = frozenset(
+    {
+        "__module__",
+        "__qualname__",
+        "__doc__",
+        "__dict__",
+        "__weakref__",
+        "__firstlineno__",
+        "__static_attributes__",
+        "__annotations__",
+        "__annotate_func__",
+        "__annotations_cache__",
+        "__orig_bases__",
+        "__parameters__",
+        "__classcell__",
+    }
+)
+
+
+def _differing(old: type, new: type) -> list[str]:
+    """Members of ``new`` that are not the very objects ``old`` holds (before a patch)."""
+    return [
+        n
+        for n, v in new.__dict__.items()
+        if n not in _BOOKKEEPING and old.__dict__.get(n, _MISSING) is not v
+    ]

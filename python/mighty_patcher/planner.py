@@ -1,0 +1,421 @@
+"""The reload planner: a statement-level diff of a module's source against the source last
+applied, turned into a plan of what to run, redefine, relocate and delete.
+
+Pure: it parses and compares, and never executes the module's code.
+
+Matching. Top-level statements of the old and the new source are paired: definitions
+(``def``, ``async def``, ``class``) by kind and name (the *n*-th definition of a name with the
+*n*-th), other statements by their syntax tree (so a statement that did not change in syntax
+is the same statement wherever it moved, and comments or blank lines never count as a
+change).
+
+Plan. In new-file order, each statement is one of:
+
+- ``keep``: unchanged, and none of the names it reads changed: not executed, so the state it
+  made survives;
+- ``relocate``: an unchanged definition whose lines moved: its code objects are swapped for
+  ones with the new line numbers, nothing is executed;
+- ``redefine``: a definition that changed, or whose decorators, defaults or base classes read
+  a changed name: built anew and patched into the existing object;
+- ``run``: a new or changed statement, or an unchanged one reading a name that a statement
+  run or redefined before it assigns (dataflow, transitively, in file order), or one that
+  calls ``currently_reloading()``.
+
+Old statements with no partner are deleted; the names only they assigned leave the module.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["Action", "Plan", "Step", "Stmt", "analyse", "plan_module"]
+
+Action = Literal["keep", "relocate", "redefine", "run"]
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+@dataclass
+class Stmt:
+    """One top-level statement (of a module, or of a class body)."""
+
+    node: ast.stmt
+    text: str  # its source lines, exactly
+    kind: Literal["def", "class", "other"]
+    name: str | None  # for definitions
+    writes: frozenset[str]
+    reads: frozenset[str]
+    calls_reloading: bool
+    _dump: str | None = None
+
+    @property
+    def dump(self) -> str:
+        """The syntax tree without positions: equal for statements that differ only in
+        comments, blank lines and where they sit."""
+        if self._dump is None:
+            self._dump = ast.dump(self.node, include_attributes=False)
+        return self._dump
+
+    @property
+    def lineno(self) -> int:
+        return first_line(self.node)
+
+    @property
+    def label(self) -> str:
+        """How the statement is named in reports."""
+        if self.name is not None:
+            return self.name
+        line = self.text.strip().splitlines()[0] if self.text.strip() else ""
+        return line if len(line) <= 40 else line[:37] + "..."
+
+
+@dataclass
+class Step:
+    action: Action
+    new: Stmt
+    old: Stmt | None  # its partner in the old source, if any
+
+
+@dataclass
+class Plan:
+    steps: list[Step]
+    deleted: list[Stmt]
+    #: Names assigned only by deleted statements: they leave the namespace.
+    removed_names: frozenset[str]
+    new_tree: ast.Module
+    future_flags: int = 0
+    changed: bool = field(default=True)
+
+    def by_action(self, action: Action) -> Iterator[Step]:
+        return (s for s in self.steps if s.action == action)
+
+
+def first_line(node: ast.stmt) -> int:
+    """The first line of a statement, decorators included (as code objects count it)."""
+    decorators: list[ast.expr] = getattr(node, "decorator_list", [])
+    return min([node.lineno, *(d.lineno for d in decorators)])
+
+
+def segment(lines: list[str], node: ast.stmt) -> str:
+    start = first_line(node) - 1
+    end = node.end_lineno if node.end_lineno is not None else node.lineno
+    return "".join(lines[start:end])
+
+
+# --- names read and written ------------------------------------------------------------------
+
+
+def _bound_by_import(alias: ast.alias) -> str:
+    if alias.asname:
+        return alias.asname
+    return alias.name.split(".")[0]
+
+
+class _Names(ast.NodeVisitor):
+    """Names a statement reads and assigns when it *executes* at this level: the bodies of
+    functions and lambdas run later and are skipped (their decorators, defaults and
+    annotations are not); a class body runs at once, but assigns into the class."""
+
+    def __init__(self) -> None:
+        self.reads: set[str] = set()
+        self.writes: set[str] = set()
+        self.calls_reloading = False
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self.reads.add(node.id)
+        else:
+            self.writes.add(node.id)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if (isinstance(func, ast.Name) and func.id == "currently_reloading") or (
+            isinstance(func, ast.Attribute) and func.attr == "currently_reloading"
+        ):
+            self.calls_reloading = True
+        self.generic_visit(node)
+
+    def _signature(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        args = node.args
+        for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
+            self.visit(default)
+        if not isinstance(node, ast.Lambda):
+            all_args = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+            all_args += [a for a in (args.vararg, args.kwarg) if a is not None]
+            for arg in all_args:
+                if arg.annotation is not None:
+                    self.visit(arg.annotation)
+            if node.returns is not None:
+                self.visit(node.returns)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for decorator in node.decorator_list:
+            self.visit(decorator)
+        self._signature(node)
+        self.writes.add(node.name)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._signature(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for expr in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
+            self.visit(expr)
+        inner = _Names()
+        for stmt in node.body:
+            inner.visit(stmt)
+        # The class body reads names from the enclosing scope that it does not bind itself.
+        self.reads |= inner.reads - inner.writes
+        self.calls_reloading |= inner.calls_reloading
+        self.writes.add(node.name)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self.writes.update(_bound_by_import(a) for a in node.names)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        self.writes.update(_bound_by_import(a) for a in node.names if a.name != "*")
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self.writes.update(node.names)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.name:
+            self.writes.add(node.name)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self.writes.add(node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if node.rest:
+            self.writes.add(node.rest)
+        self.generic_visit(node)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self.writes.add(node.name)
+        self.generic_visit(node)
+
+
+def analyse(node: ast.stmt, lines: list[str]) -> Stmt:
+    names = _Names()
+    names.visit(node)
+    if isinstance(node, ast.ClassDef):
+        kind: Literal["def", "class", "other"] = "class"
+        name: str | None = node.name
+    elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        kind, name = "def", node.name
+    else:
+        kind, name = "other", None
+    return Stmt(
+        node=node,
+        text=segment(lines, node),
+        kind=kind,
+        name=name,
+        writes=frozenset(names.writes),
+        reads=frozenset(names.reads),
+        calls_reloading=names.calls_reloading,
+    )
+
+
+def statements(body: Iterable[ast.stmt], lines: list[str]) -> list[Stmt]:
+    return [analyse(node, lines) for node in body]
+
+
+# --- matching --------------------------------------------------------------------------------
+
+
+def _definition_keys(stmts: list[Stmt]) -> dict[tuple[str, str, int], Stmt]:
+    seen: dict[tuple[str, str], int] = {}
+    keyed: dict[tuple[str, str, int], Stmt] = {}
+    for s in stmts:
+        if s.name is None:
+            continue
+        base = (s.kind, s.name)
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        keyed[(s.kind, s.name, n)] = s
+    return keyed
+
+
+def match(old: list[Stmt], new: list[Stmt]) -> dict[int, Stmt]:
+    """For each new statement (by position), its old partner."""
+    partners: dict[int, Stmt] = {}
+    old_defs = _definition_keys(old)
+    new_defs = _definition_keys(new)
+    by_identity = {id(s): i for i, s in enumerate(new)}
+    for key, stmt in new_defs.items():
+        if key in old_defs:
+            partners[by_identity[id(stmt)]] = old_defs[key]
+    # Other statements: the same text first (cheap), then the same syntax tree.
+    by_text: dict[str, list[Stmt]] = {}
+    by_dump: dict[str, list[Stmt]] = {}
+    for s in old:
+        if s.name is None:
+            by_text.setdefault(s.text.strip(), []).append(s)
+    used: set[int] = set()
+    pending = []
+    for i, s in enumerate(new):
+        if s.name is not None:
+            continue
+        candidates = by_text.get(s.text.strip(), [])
+        while candidates and id(candidates[0]) in used:
+            candidates.pop(0)
+        if candidates:
+            partner = candidates.pop(0)
+            used.add(id(partner))
+            partners[i] = partner
+        else:
+            pending.append(i)
+    if pending:
+        for s in old:
+            if s.name is None and id(s) not in used:
+                by_dump.setdefault(s.dump, []).append(s)
+        for i in pending:
+            candidates = by_dump.get(new[i].dump, [])
+            if candidates:
+                partner = candidates.pop(0)
+                used.add(id(partner))
+                partners[i] = partner
+    return partners
+
+
+def same_definition(old: Stmt, new: Stmt) -> bool:
+    return old.text == new.text or old.dump == new.dump
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":``"""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    parts = [test.left, *test.comparators]
+    names = [p for p in parts if isinstance(p, ast.Name) and p.id == "__name__"]
+    consts = [p for p in parts if isinstance(p, ast.Constant) and p.value == "__main__"]
+    return bool(names and consts and isinstance(test.ops[0], ast.Eq))
+
+
+def future_flags(tree: ast.Module) -> int:
+    import __future__
+
+    flags = 0
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            for alias in node.names:
+                feature = getattr(__future__, alias.name, None)
+                if feature is not None:
+                    flags |= feature.compiler_flag
+    return flags
+
+
+def plan_body(
+    old: list[Stmt],
+    new: list[Stmt],
+    *,
+    seeds: Iterable[str] = (),
+    skip_main_guard: bool = False,
+) -> tuple[list[Step], list[Stmt], frozenset[str]]:
+    """The steps for one body (a module's or a class's)."""
+    partners = match(old, new)
+    dirty = set(seeds)
+    steps = []
+    for i, stmt in enumerate(new):
+        partner = partners.get(i)
+        reads_dirty = bool(stmt.reads & dirty)
+        if skip_main_guard and _is_main_guard(stmt.node):
+            action: Action = "keep"
+        elif partner is None:
+            action = "redefine" if stmt.name is not None else "run"
+        elif stmt.name is not None:
+            if not same_definition(partner, stmt) or reads_dirty:
+                action = "redefine"
+            elif partner.text != stmt.text or partner.lineno != stmt.lineno:
+                action = "relocate"
+            else:
+                action = "keep"
+        elif reads_dirty or stmt.calls_reloading:
+            action = "run"
+        else:
+            action = "keep"
+        if action in ("run", "redefine"):
+            dirty |= stmt.writes
+        steps.append(Step(action, stmt, partner))
+    matched = {id(p) for p in partners.values()}
+    deleted = [s for s in old if id(s) not in matched]
+    still_written = set().union(*(s.writes for s in new)) if new else set()
+    removed = (
+        frozenset(set().union(*(s.writes for s in deleted)) - still_written)
+        if deleted
+        else frozenset()
+    )
+    return steps, deleted, removed
+
+
+def plan_module(
+    old_source: str | None,
+    new_source: str,
+    filename: str,
+    *,
+    seeds: Iterable[str] = (),
+    is_main: bool = False,
+) -> Plan:
+    """The plan to go from ``old_source`` (last applied) to ``new_source``.
+
+    ``seeds``: names that changed from outside (an imported copy rebound), whose readers must
+    re-run. ``is_main``: the module is ``__main__``; its ``if __name__ == "__main__":`` block
+    (the program's entry point) is never re-run.
+
+    ``old_source`` None: the source the module was imported from is unknown (it was imported
+    before anything recorded it); every definition is then redefined and nothing else runs.
+
+    Raises ``SyntaxError`` if ``new_source`` does not parse; nothing else.
+    """
+    new_tree = ast.parse(new_source, filename)
+    if old_source is None:
+        new_stmts = statements(new_tree.body, new_source.splitlines(keepends=True))
+        steps = [Step("redefine" if s.name is not None else "keep", s, None) for s in new_stmts]
+        return Plan(steps, [], frozenset(), new_tree, future_flags(new_tree))
+    old_tree = ast.parse(old_source, filename)
+    old_lines = old_source.splitlines(keepends=True)
+    new_lines = new_source.splitlines(keepends=True)
+    old_stmts = statements(old_tree.body, old_lines)
+    new_stmts = statements(new_tree.body, new_lines)
+    steps, deleted, removed = plan_body(old_stmts, new_stmts, seeds=seeds, skip_main_guard=is_main)
+    changed = bool(deleted) or any(s.action != "keep" for s in steps)
+    return Plan(
+        steps=steps,
+        deleted=deleted,
+        removed_names=removed,
+        new_tree=new_tree,
+        future_flags=future_flags(new_tree),
+        changed=changed,
+    )
+
+
+def class_plan(
+    old: ast.ClassDef, new: ast.ClassDef, old_lines: list[str], new_lines: list[str]
+) -> tuple[bool, frozenset[str], frozenset[str], frozenset[str]]:
+    """The member-level plan of a class whose definition changed: which names to take from
+    the new class, which to remove, and whether the header (bases, keywords, decorators,
+    type parameters) changed, in which case the whole class is taken."""
+    header_changed = _header(old) != _header(new)
+    steps, _, removed = plan_body(statements(old.body, old_lines), statements(new.body, new_lines))
+    update: set[str] = set()
+    relocated: set[str] = set()
+    for step in steps:
+        if step.action in ("run", "redefine"):
+            update |= step.new.writes
+        elif step.action == "relocate" and step.new.name is not None:
+            relocated.add(step.new.name)
+    return header_changed, frozenset(update), removed, frozenset(relocated)
+
+
+def _header(node: ast.ClassDef) -> str:
+    parts: list[ast.AST] = [*node.bases, *node.keywords, *node.decorator_list]
+    parts += getattr(node, "type_params", [])
+    return "|".join(ast.dump(p, include_attributes=False) for p in parts)

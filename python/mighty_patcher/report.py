@@ -1,0 +1,98 @@
+"""What a reload did, as data (hooks and the C API get it as a dict) and as one log line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["ReloadReport", "install_default_handler", "logger"]
+
+logger = logging.getLogger("mighty_patcher")
+
+
+@dataclass
+class ReloadReport:
+    module: str
+    file: str
+    ok: bool = True
+    patched: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    rerun: list[str] = field(default_factory=list)
+    rebound: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
+    needs_restart: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.patched
+            or self.added
+            or self.deleted
+            or self.rerun
+            or self.rebound
+            or self.moved
+            or self.needs_restart
+        )
+
+    def summary(self) -> str:
+        """``reloaded pkg.mod: patched f, C.m; added g; 1.8 ms`` or the failure."""
+        if not self.ok:
+            return (
+                f"reload of {self.module} failed; it keeps running its previous version\n"
+                f"{self.error}"
+            )
+        parts = []
+        for label, names in (
+            ("patched", self.patched),
+            ("added", self.added),
+            ("deleted", self.deleted),
+            ("re-ran", self.rerun),
+            ("rebound", self.rebound),
+            ("moved", self.moved),
+        ):
+            if names:
+                parts.append(f"{label} {', '.join(names)}")
+        if self.needs_restart:
+            parts.append(f"needs a restart: {'; '.join(self.needs_restart)}")
+        if not parts:
+            parts.append("no change to apply")
+        text = f"reloaded {self.module}: {'; '.join(parts)}; {self.seconds * 1000:.1f} ms"
+        if self.notes:
+            text += "".join(f"\n  note: {n}" for n in self.notes)
+        return text
+
+    def log(self) -> None:
+        if not self.ok:
+            logger.error(self.summary())
+        elif self.needs_restart:
+            logger.warning(self.summary())
+        else:
+            logger.info(self.summary())
+
+
+class _Format(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return "[mighty_patcher] " + super().format(record)
+
+
+def install_default_handler(level: int = logging.INFO) -> None:
+    """A readable handler on stderr for the ``mighty_patcher`` loggers, unless the program
+    configured logging itself (a handler on the root logger or on ours)."""
+    if logger.handlers or logging.getLogger().handlers:
+        if logger.level == logging.NOTSET:
+            logger.setLevel(level)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False

@@ -1,0 +1,170 @@
+"""Which modules a file backs, and the source last applied to each file.
+
+A reload diffs the saved file against the source the module currently runs, so that source
+is recorded when the module is imported: for modules imported after the reloader started, by
+an import hook (a path hook whose loader is a ``SourceFileLoader`` that records the text it
+executes); for modules imported before, by reading their file when the reloader starts.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import threading
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Sources", "read_source", "resolve"]
+
+
+def resolve(path: str | os.PathLike[str]) -> str:
+    return os.path.realpath(os.fspath(path))
+
+
+def read_source(path: str) -> str:
+    """The text of a Python file, decoded as the interpreter would (PEP 263 coding line,
+    universal newlines). Raises OSError or UnicodeDecodeError/SyntaxError on bad bytes."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return importlib.util.decode_source(data)
+
+
+class Sources:
+    """The roots being watched, the modules under them, and their last applied sources."""
+
+    def __init__(self, roots: Sequence[str | os.PathLike[str]]):
+        self.roots = tuple(resolve(r) for r in roots)
+        self._text: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._by_file: dict[str, list[str]] = {}
+        self._indexed_modules = -1
+        self._hook: Any = None
+
+    # --- roots and files -------------------------------------------------------------------
+
+    def under_roots(self, path: str) -> bool:
+        return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in self.roots)
+
+    def module_name(self, path: str) -> str | None:
+        """The dotted name ``path`` has relative to a root: ``src/pkg/mod.py`` -> ``pkg.mod``."""
+        for root in self.roots:
+            if path.startswith(root.rstrip(os.sep) + os.sep):
+                rel = Path(path).relative_to(root).with_suffix("")
+                parts = list(rel.parts)
+                if parts and parts[-1] == "__init__":
+                    parts.pop()
+                if parts and all(p.isidentifier() for p in parts):
+                    return ".".join(parts)
+        return None
+
+    # --- modules ---------------------------------------------------------------------------
+
+    def _reindex(self) -> None:
+        if len(sys.modules) == self._indexed_modules:
+            return
+        by_file: dict[str, list[str]] = {}
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if isinstance(file, str) and file.endswith(".py"):
+                by_file.setdefault(resolve(file), []).append(name)
+        self._by_file = by_file
+        self._indexed_modules = len(sys.modules)
+
+    def modules_for(self, path: str) -> list[types.ModuleType]:
+        """Every imported module backed by ``path``: the one its place under a root names,
+        and every module whose ``__file__`` is that file (a module imported under two names
+        is reloaded under both). In import order."""
+        self._reindex()
+        names = list(self._by_file.get(path, []))
+        dotted = self.module_name(path)
+        if dotted is not None and dotted in sys.modules and dotted not in names:
+            names.append(dotted)
+        order = {name: i for i, name in enumerate(sys.modules)}
+        modules = []
+        for name in sorted(set(names), key=lambda n: order.get(n, 0)):
+            module = sys.modules.get(name)
+            file = getattr(module, "__file__", None)
+            if module is not None and (file is None or resolve(file) == path or name == dotted):
+                modules.append(module)
+        return modules
+
+    def tracked_files(self) -> list[str]:
+        """Files under the roots that back an imported module, in import order."""
+        self._reindex()
+        order = {name: i for i, name in enumerate(sys.modules)}
+        files = [f for f in self._by_file if self.under_roots(f)]
+        return sorted(files, key=lambda f: min(order.get(n, 0) for n in self._by_file[f]))
+
+    # --- sources ---------------------------------------------------------------------------
+
+    def remember(self, path: str, source: str) -> None:
+        with self._lock:
+            self._text[path] = source
+
+    def baseline(self, path: str) -> str | None:
+        with self._lock:
+            return self._text.get(path)
+
+    def snapshot_imported(self) -> None:
+        """Records the current text of every imported module's file under the roots that has
+        none yet (modules imported before the reloader started)."""
+        for path in self.tracked_files():
+            if self.baseline(path) is None:
+                try:
+                    self.remember(path, read_source(path))
+                except (OSError, UnicodeDecodeError, SyntaxError):
+                    pass
+
+    # --- import hook -----------------------------------------------------------------------
+
+    def install_import_hook(self) -> None:
+        if self._hook is not None:
+            return
+        sources = self
+
+        class RecordingLoader(importlib.machinery.SourceFileLoader):
+            """A SourceFileLoader that records the text of the module it executes."""
+
+            def exec_module(self, module: types.ModuleType) -> None:
+                path = resolve(self.path)
+                try:
+                    sources.remember(path, importlib.util.decode_source(self.get_data(self.path)))
+                except (OSError, UnicodeDecodeError, SyntaxError):
+                    pass
+                super().exec_module(module)
+
+        details: list[tuple[Any, list[str]]] = [
+            (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+            (RecordingLoader, importlib.machinery.SOURCE_SUFFIXES),
+            (importlib.machinery.SourcelessFileLoader, importlib.machinery.BYTECODE_SUFFIXES),
+        ]
+
+        def hook(entry: str) -> importlib.machinery.FileFinder:
+            if not entry or not os.path.isdir(entry) or not self.under_roots(resolve(entry)):
+                raise ImportError("not under a watched root")
+            return importlib.machinery.FileFinder(entry, *details)
+
+        self._hook = hook
+        sys.path_hooks.insert(0, hook)
+        self._forget_finders()
+
+    def remove_import_hook(self) -> None:
+        if self._hook is None:
+            return
+        try:
+            sys.path_hooks.remove(self._hook)
+        except ValueError:
+            pass
+        self._hook = None
+        self._forget_finders()
+
+    def _forget_finders(self) -> None:
+        """Drops cached finders for directories under the roots, so the next import there
+        asks the path hooks again."""
+        for entry in list(sys.path_importer_cache):
+            if entry and self.under_roots(resolve(entry)):
+                del sys.path_importer_cache[entry]

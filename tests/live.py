@@ -1,0 +1,140 @@
+"""A running program for live reload tests: a subprocess that imports a project, starts an
+AutoReloader with the real watcher on it, and then answers questions on stdin/stdout while
+the test saves files. A crash there is a failed test, not a dead suite."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+DRIVER = r"""
+import json, sys, threading
+# The program's own output goes to stderr; stdout carries the answers.
+answers, sys.stdout = sys.stdout, sys.stderr
+sys.path.insert(0, ROOT)
+reports, cond = [], threading.Condition()
+
+def _after(report):
+    with cond:
+        reports.append(report.as_dict())
+        cond.notify_all()
+
+exec(compile(SETUP, "<setup>", "exec"), globals())
+from mighty_patcher.watch import AutoReloader
+reloader = AutoReloader(ROOT, after_reload=_after, **OPTIONS)
+print(json.dumps({"ready": True}), file=answers, flush=True)
+for line in sys.stdin:
+    command = json.loads(line)
+    op = command["op"]
+    if op == "exit":
+        break
+    try:
+        if op == "eval":
+            value = eval(command["expr"], globals())
+            answer = {"repr": repr(value)}
+        elif op == "exec":
+            exec(command["code"], globals())
+            answer = {"ok": True}
+        elif op == "wait":
+            with cond:
+                cond.wait_for(lambda: len(reports) >= command["count"], timeout=command["timeout"])
+                answer = {"reports": list(reports)}
+        else:
+            answer = {"error": "unknown op " + op}
+    except BaseException as exc:
+        answer = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(answer), file=answers, flush=True)
+reloader.stop()
+"""
+
+
+class LiveError(AssertionError):
+    pass
+
+
+class LiveProgram:
+    def __init__(self, root: Path, setup: str, **options: Any):
+        self.root = root
+        script = root / "_driver.py"
+        script.write_text(
+            f"ROOT = {str(root)!r}\nSETUP = {textwrap.dedent(setup)!r}\nOPTIONS = {options!r}\n"
+            + DRIVER
+        )
+        env = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=root,
+            env=env,
+        )
+        self.seen = 0
+        self._answer()
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait(timeout=10)
+            stderr = self.proc.stderr.read() if self.proc.stderr else ""
+            raise LiveError(f"the program exited with {code}\n--- stderr\n{stderr}")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise LiveError(answer["error"])
+        return answer
+
+    def _send(self, **command: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        return self._answer()
+
+    def eval(self, expr: str) -> Any:
+        text = self._send(op="eval", expr=expr)["repr"]
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+
+    def exec(self, code: str) -> None:
+        self._send(op="exec", code=textwrap.dedent(code))
+
+    def wait_reload(self, count: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
+        """Waits until ``count`` more reports arrived; returns them."""
+        reports = self._send(op="wait", count=self.seen + count, timeout=timeout)["reports"]
+        new = reports[self.seen :]
+        if len(new) < count:
+            raise LiveError(f"waited {timeout} s for {count} reload(s), got {new}")
+        self.seen = len(reports)
+        return new
+
+    def close(self) -> str:
+        """Ends the program; returns what it logged on stderr."""
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(json.dumps({"op": "exit"}) + "\n")
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass
+        try:
+            _, stderr = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, stderr = self.proc.communicate()
+        if self.proc.returncode not in (0, None):
+            raise LiveError(f"the program exited with {self.proc.returncode}\n{stderr}")
+        return stderr
+
+
+def write(path: Path, source: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source))

@@ -1,0 +1,522 @@
+"""The reload engine in-process: real files saved, applied with ``reload_now()``, the running
+objects checked. (The same flows through the real watcher, in a subprocess, are in
+test_live.py.)"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import inspect
+import sys
+import traceback
+
+import pytest
+from reload_project import Project
+
+
+@pytest.fixture
+def project(tmp_path):
+    p = Project(tmp_path)
+    yield p
+    p.close()
+
+
+def test_a_saved_function_body_runs_through_every_existing_reference(project):
+    project.write("math", "def double(x):\n    return x * 2\n")
+    project.write(
+        "printer",
+        """
+        from {pkg}.math import double
+        registry = [double]
+        def show(x):
+            return double(x)
+        """.replace("{pkg}", project.package),
+    )
+    printer = project.module("printer")
+    held = project.module("math").double
+    project.start()
+    (report,) = project.save("math", "def double(x):\n    return x * 3\n")
+    assert report.ok and report.patched == ["double"]
+    assert (printer.show(2), printer.double(2), printer.registry[0](2), held(2)) == (6, 6, 6, 6)
+    assert printer.double is held
+
+
+def test_only_the_changed_definitions_are_rebuilt_and_state_survives(project):
+    project.write(
+        "state",
+        """
+        calls = []
+        def record(x):
+            calls.append(x)
+            return len(calls)
+        def other():
+            return "other"
+        """,
+    )
+    state = project.module("state")
+    state.record(1)
+    other = state.other
+    project.start()
+    (report,) = project.save(
+        "state",
+        """
+        calls = []
+        def record(x):
+            calls.append(x * 10)
+            return len(calls)
+        def other():
+            return "other"
+        """,
+    )
+    assert report.patched == ["record"] and report.rerun == []
+    assert state.record(2) == 2 and state.calls == [1, 20]
+    assert state.other is other
+
+
+def test_later_statements_follow_a_changed_constant(project):
+    project.write("consts", "X = 1\nY = X * 2\nZ = [Y] * 2\nW = 'kept'\n")
+    consts = project.module("consts")
+    consts.W = "changed at run time"
+    project.start()
+    (report,) = project.save("consts", "X = 5\nY = X * 2\nZ = [Y] * 2\nW = 'kept'\n")
+    assert (consts.X, consts.Y, consts.Z) == (5, 10, [10, 10])
+    assert consts.W == "changed at run time", "an unchanged statement with unchanged inputs"
+    assert report.rerun == ["X = 5", "Y = X * 2", "Z = [Y] * 2"]
+
+
+def test_imported_constants_are_rebound_and_their_readers_rerun(project):
+    project.write("config", "TIMEOUT = 5\nNAME = 'a'\n")
+    project.write(
+        "user",
+        "from {pkg}.config import TIMEOUT as T, NAME\nDOUBLE = T * 2\nOWN = NAME\n".replace(
+            "{pkg}", project.package
+        ),
+    )
+    user = project.module("user")
+    user.NAME = "reassigned locally"
+    project.start()
+    reports = project.save("config", "TIMEOUT = 7\nNAME = 'b'\n")
+    assert (user.T, user.DOUBLE) == (7, 14)
+    assert user.NAME == "reassigned locally", "a copy no longer holding the old value is left alone"
+    assert [r.module for r in reports] == [f"{project.package}.config", f"{project.package}.user"]
+    assert reports[1].rebound == ["T"]
+
+
+def test_instances_and_bound_methods_of_an_edited_class_follow(project):
+    project.write(
+        "shapes",
+        """
+        class Base:
+            def describe(self):
+                return "base"
+        class Square(Base):
+            sides = 4
+            def __init__(self, size):
+                self.size = size
+            def area(self):
+                return self.size ** 2
+            def describe(self):
+                return "square " + super().describe()
+        """,
+    )
+    shapes = project.module("shapes")
+    sq = shapes.Square(3)
+    area = sq.area
+    cls = shapes.Square
+    project.start()
+    (report,) = project.save(
+        "shapes",
+        """
+        class Base:
+            def describe(self):
+                return "base"
+        class Square(Base):
+            sides = 4
+            def __init__(self, size):
+                self.size = size
+            def area(self):
+                return self.size * self.size * 10
+            def describe(self):
+                return "SQUARE " + super().describe()
+            def __repr__(self):
+                return f"Square({self.size})"
+            def perimeter(self):
+                return self.sides * self.size
+        """,
+    )
+    assert report.ok, report.error
+    assert shapes.Square is cls
+    assert (area(), sq.describe(), repr(sq), sq.perimeter()) == (90, "SQUARE base", "Square(3)", 12)
+
+
+def test_a_new_base_class_and_a_new_dataclass_field(project):
+    project.write(
+        "models",
+        """
+        from dataclasses import dataclass
+        class Named:
+            def name(self):
+                return "named"
+        class Mixin:
+            def hello(self):
+                return "hello"
+        class Thing(Named):
+            pass
+        @dataclass
+        class Point:
+            x: int
+        """,
+    )
+    models = project.module("models")
+    thing, point_cls = models.Thing(), models.Point
+    old_point = models.Point(1)
+    project.start()
+    (report,) = project.save(
+        "models",
+        """
+        from dataclasses import dataclass
+        class Named:
+            def name(self):
+                return "named"
+        class Mixin:
+            def hello(self):
+                return "hello"
+        class Thing(Named, Mixin):
+            pass
+        @dataclass
+        class Point:
+            x: int
+            y: int = 0
+            def total(self):
+                return self.x + self.y
+        """,
+    )
+    assert report.ok, report.error
+    assert thing.hello() == "hello"
+    assert models.Point is point_cls
+    assert models.Point(1, 2).total() == 3
+    assert old_point.x == 1
+
+
+def test_a_slots_change_needs_a_restart_and_the_rest_still_applies(project):
+    source = "class P:\n    __slots__ = ('x',)\n    def f(self):\n        return 1\n"
+    source += "def g():\n    return 1\n"
+    project.write("slotted", source)
+    slotted = project.module("slotted")
+    project.start()
+    source = source.replace("('x',)", "('x', 'y')").replace("return 1", "return 2")
+    (report,) = project.save("slotted", source)
+    assert report.ok
+    assert report.needs_restart and "__slots__ of P changed" in report.needs_restart[0]
+    assert slotted.g() == 2
+    assert slotted.P().f() == 1
+
+
+def test_a_new_enum_member_needs_a_restart_and_methods_still_change(project):
+    project.write(
+        "colors",
+        """
+        import enum
+        class Color(enum.Enum):
+            RED = 1
+            def shout(self):
+                return self.name
+        """,
+    )
+    colors = project.module("colors")
+    red = colors.Color.RED
+    project.start()
+    (report,) = project.save(
+        "colors",
+        """
+        import enum
+        class Color(enum.Enum):
+            RED = 1
+            BLUE = 2
+            def shout(self):
+                return self.name + "!"
+        """,
+    )
+    assert report.needs_restart and "added BLUE" in report.needs_restart[0]
+    assert red.shout() == "RED!"
+    assert colors.Color.RED is red
+
+
+def test_closures_made_before_the_edit_move_to_the_new_code(project):
+    project.write(
+        "factory",
+        """
+        def make(step):
+            def add(x):
+                return x + step
+            return add
+        """,
+    )
+    factory = project.module("factory")
+    add5 = factory.make(5)
+    project.start()
+    (report,) = project.save(
+        "factory",
+        """
+        def make(step):
+            def add(x):
+                return x * step
+            return add
+        """,
+    )
+    assert add5(3) == 15
+    (report,) = project.save(
+        "factory",
+        """
+        def make(step, scale=2):
+            def add(x):
+                return x * step * scale
+            return add
+        """,
+    )
+    assert add5(3) == 15, "a closure without a value for a new free variable keeps its code"
+    assert any("scale" in note for note in report.notes)
+    assert factory.make(5)(3) == 30
+
+
+def test_decorated_functions_are_patched_where_the_decorator_keeps_them(project):
+    project.write(
+        "decorated",
+        """
+        import functools
+        def logged(fn):
+            @functools.wraps(fn)
+            def wrapper(*args):
+                return ("logged", fn(*args))
+            return wrapper
+        @logged
+        def f(x):
+            return x
+        @functools.lru_cache(maxsize=None)
+        def cached(x):
+            return x + 1
+        def plain(x):
+            return x
+        """,
+    )
+    mod = project.module("decorated")
+    f, cached, plain = mod.f, mod.cached, mod.plain
+    inner = f.__wrapped__
+    assert cached(1) == 2
+    project.start()
+    (report,) = project.save(
+        "decorated",
+        """
+        import functools
+        def logged(fn):
+            @functools.wraps(fn)
+            def wrapper(*args):
+                return ("logged", fn(*args))
+            return wrapper
+        @logged
+        def f(x):
+            "now documented"
+            return x * 100
+        @functools.lru_cache(maxsize=None)
+        def cached(x):
+            return x + 1000
+        @logged
+        def plain(x):
+            return x * 2
+        """,
+    )
+    assert report.ok, report.error
+    assert f(2) == ("logged", 200) and inner(2) == 200 and f.__doc__ == "now documented"
+    assert cached(1) == 1001, "the lru_cache was cleared"
+    assert mod.cached is cached
+    assert plain(3) == ("logged", 6), "a changed decorator list: the old object became the new one"
+    assert mod.plain is plain
+
+
+def test_deleted_definitions_leave_and_come_back_into_the_same_object(project):
+    source = "def f():\n    return 1\nclass C:\n    pass\nX = 1\n"
+    project.write("temp", source)
+    temp = project.module("temp")
+    f, C = temp.f, temp.C
+    project.start()
+    (report,) = project.save("temp", "")
+    # An emptied file is confirmed after a short grace period, then applied.
+    assert sorted(report.deleted) == ["C", "X", "f"]
+    assert not hasattr(temp, "f") and f() == 1
+    (report,) = project.save("temp", source.replace("return 1", "return 2"))
+    assert temp.f is f and f() == 2 and temp.C is C
+
+
+def test_comment_only_edits_rerun_nothing_and_keep_line_numbers_right(project):
+    project.write("lines", "def boom():\n    raise ValueError('x')\nX = []\n")
+    lines = project.module("lines")
+    boom, x = lines.boom, lines.X
+    project.start()
+    (report,) = project.save(
+        "lines", "# one\n# two\n\n\ndef boom():\n    # explain\n    raise ValueError('x')\nX = []\n"
+    )
+    assert report.rerun == [] and lines.X is x and lines.boom is boom
+    assert report.moved == ["boom"]
+    assert inspect.getsource(boom).startswith("def boom():\n    # explain")
+    try:
+        boom()
+    except ValueError:
+        frame = traceback.extract_tb(sys.exc_info()[2])[-1]
+    assert (frame.lineno, frame.line) == (7, "raise ValueError('x')")
+
+
+def test_a_syntax_error_changes_nothing_and_names_the_line(project, caplog):
+    project.write("broken", "def f():\n    return 1\n")
+    broken = project.module("broken")
+    project.start()
+    (report,) = project.save("broken", "def f():\n    return 2\ndef g(:\n    pass\n")
+    assert not report.ok and broken.f() == 1
+    assert "SyntaxError" in report.error and "broken.py:3" in report.error
+    assert "def g(:" in report.error
+    (report,) = project.save("broken", "def f():\n    return 3\n")
+    assert report.ok and broken.f() == 3
+
+
+def test_an_exception_in_the_module_body_changes_nothing(project):
+    project.write("body", "X = 1\ndef f():\n    return X\nY = 2\n")
+    body = project.module("body")
+    f = body.f
+    project.start()
+    (report,) = project.save("body", "X = 100\ndef f():\n    return X * 2\nY = 1 / 0\n")
+    assert not report.ok
+    assert "ZeroDivisionError" in report.error and "body.py:4" in report.error
+    assert "Y = 1 / 0" in report.error
+    assert (body.X, body.Y, f()) == (1, 2, 1), "statements and patches before the failure undone"
+    (report,) = project.save("body", "X = 100\ndef f():\n    return X * 2\nY = 2\n")
+    assert report.ok and f() == 200
+
+
+def test_currently_reloading_blocks(project):
+    project.write(
+        "boot",
+        """
+        from mighty_patcher import currently_reloading
+        events = []
+        if not currently_reloading():
+            events.append("first import")
+        if currently_reloading():
+            events.append("reload")
+        def f():
+            return 1
+        """,
+    )
+    boot = project.module("boot")
+    assert boot.events == ["first import"]
+    project.start()
+    project.save(
+        "boot",
+        """
+        from mighty_patcher import currently_reloading
+        events = []
+        if not currently_reloading():
+            events.append("first import")
+        if currently_reloading():
+            events.append("reload")
+        def f():
+            return 2
+        """,
+    )
+    assert boot.events == ["first import", "reload"]
+
+
+def test_a_module_imported_under_two_names_reloads_under_both(project):
+    project.write("twice", "def f():\n    return 1\n")
+    first = project.module("twice")
+    sys.path.insert(0, str(project.root / project.package))
+    try:
+        import importlib
+
+        second = importlib.import_module("twice")
+        assert first is not second
+        project.start()
+        (report,) = project.save("twice", "def f():\n    return 2\n")
+        assert (first.f(), second.f()) == (2, 2)
+        assert report.module == f"{project.package}.twice, twice"
+    finally:
+        sys.path.remove(str(project.root / project.package))
+        sys.modules.pop("twice", None)
+
+
+def test_a_file_never_imported_is_never_executed(project, tmp_path):
+    marker = tmp_path / "ran"
+    project.write("used", "X = 1\n")
+    project.module("used")
+    project.write("unused", f"open({str(marker)!r}, 'w').write('ran')\n")
+    project.start()
+    assert project.reloader.reload([project.path("unused")]) == []
+    assert project.reloader.reload_now() == []
+    assert not marker.exists()
+
+
+def test_several_files_each_apply_and_one_failing_does_not_block_the_others(project):
+    project.write("one", "def f():\n    return 1\n")
+    project.write("two", "def g():\n    return 1\n")
+    one, two = project.module("one"), project.module("two")
+    project.start()
+    project.write("one", "def f(:\n")
+    project.write("two", "def g():\n    return 2\n")
+    reports = project.reloader.reload_now()
+    assert [r.ok for r in reports] == [False, True]
+    assert (one.f(), two.g()) == (1, 2)
+
+
+def test_hooks_run_around_each_reload(project):
+    project.write("hooked", "def f():\n    return 1\n")
+    project.module("hooked")
+    seen = []
+    project.start(
+        before_reload=lambda path, modules: seen.append(("before", [m.__name__ for m in modules])),
+        after_reload=lambda report: seen.append(("after", report.patched)),
+    )
+    project.save("hooked", "def f():\n    return 2\n")
+    assert seen == [("before", [f"{project.package}.hooked"]), ("after", ["f"])]
+
+
+def test_a_module_imported_after_the_reloader_started_is_tracked(project):
+    project.start()
+    project.write("late", "def f():\n    return 1\nX = []\n")
+    late = project.module("late")
+    x = late.X
+    (report,) = project.save("late", "def f():\n    return 2\nX = []\n")
+    assert late.f() == 2 and late.X is x and report.rerun == []
+
+
+def test_reloading_many_times_does_not_grow_the_heap(project):
+    project.write(
+        "churn", "def f(x):\n    return x + 0\nclass C:\n    def m(self):\n        return 0\n"
+    )
+    churn = project.module("churn")
+    project.start()
+
+    def count():
+        gc.collect()
+        objs = gc.get_objects()
+        return sum(1 for o in objs if type(o).__name__ in ("function", "code", "type"))
+
+    for i in range(20):
+        project.save(
+            "churn",
+            f"def f(x):\n    return x + {i}\nclass C:\n    def m(self):\n        return {i}\n",
+        )
+    before = count()
+    for i in range(20, 220):
+        project.save(
+            "churn",
+            f"def f(x):\n    return x + {i}\nclass C:\n    def m(self):\n        return {i}\n",
+        )
+    after = count()
+    assert churn.f(0) == 219 and churn.C().m() == 219
+    assert after - before < 20, (before, after)
+
+
+def test_the_package_api_names(project):
+    from mighty_patcher import currently_reloading
+    from mighty_patcher.watch import AutoReloader
+
+    assert callable(currently_reloading) and callable(AutoReloader)
+    assert functools  # imported for the decorator tests' sources

@@ -1,0 +1,174 @@
+"""The planner alone: which statements a saved file re-runs, redefines, relocates, deletes."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from mighty_patcher.planner import plan_module
+
+
+def plan(old: str, new: str, **kwargs):
+    return plan_module(textwrap.dedent(old), textwrap.dedent(new), "mod.py", **kwargs)
+
+
+def actions(p) -> dict[str, str]:
+    return {step.new.label: step.action for step in p.steps}
+
+
+def test_an_unchanged_file_has_nothing_to_do():
+    source = "X = 1\ndef f():\n    return X\n"
+    p = plan(source, source)
+    assert not p.changed
+    assert set(actions(p).values()) == {"keep"}
+
+
+def test_a_changed_function_is_redefined_and_nothing_else_runs():
+    p = plan(
+        """
+        COUNT = []
+        def f():
+            return 1
+        def g():
+            return 2
+        """,
+        """
+        COUNT = []
+        def f():
+            return 10
+        def g():
+            return 2
+        """,
+    )
+    assert actions(p) == {"COUNT = []": "keep", "f": "redefine", "g": "keep"}
+
+
+def test_comments_and_blank_lines_change_nothing_but_move_definitions():
+    p = plan(
+        "X = 1\ndef f():\n    return X\n",
+        "# a comment\n\nX = 1  # one\n\n\ndef f():\n    # inside\n    return X\n",
+    )
+    assert actions(p) == {"X = 1  # one": "keep", "f": "relocate"}
+
+
+def test_statements_reading_a_changed_name_rerun_transitively_in_file_order():
+    p = plan(
+        """
+        X = 1
+        Y = X * 2
+        Z = Y + 1
+        W = 5
+        def f(a=Z):
+            return a
+        def g():
+            return X
+        """,
+        """
+        X = 2
+        Y = X * 2
+        Z = Y + 1
+        W = 5
+        def f(a=Z):
+            return a
+        def g():
+            return X
+        """,
+    )
+    assert actions(p) == {
+        "X = 2": "run",
+        "Y = X * 2": "run",
+        "Z = Y + 1": "run",
+        "W = 5": "keep",
+        "f": "redefine",  # its default reads Z
+        "g": "keep",  # its body reads X only when called
+    }
+
+
+def test_a_statement_before_the_change_does_not_follow_it():
+    p = plan("A = B = 0\nB = 1\n", "A = B = 0\nB = 2\n")
+    assert actions(p) == {"A = B = 0": "keep", "B = 2": "run"}
+
+
+def test_statements_calling_currently_reloading_run_every_time():
+    p = plan(
+        """
+        from mighty_patcher import currently_reloading
+        if not currently_reloading():
+            setup()
+        def f():
+            return 1
+        """,
+        """
+        from mighty_patcher import currently_reloading
+        if not currently_reloading():
+            setup()
+        def f():
+            return 2
+        """,
+    )
+    assert [step.action for step in p.steps] == ["keep", "run", "redefine"]
+
+
+def test_deleted_definitions_and_assignments_leave_the_namespace():
+    p = plan(
+        "A = 1\nB = 2\ndef f():\n    pass\nclass C:\n    pass\n",
+        "A = 1\n",
+    )
+    assert {s.label for s in p.deleted} == {"B = 2", "f", "C"}
+    assert p.removed_names == {"B", "f", "C"}
+
+
+def test_a_name_still_assigned_elsewhere_is_not_removed():
+    p = plan("X = 1\nX = 2\n", "X = 2\n")
+    assert p.removed_names == frozenset()
+
+
+def test_new_statements_run_and_new_definitions_are_defined():
+    p = plan("A = 1\n", "A = 1\nB = A + 1\ndef g():\n    pass\n")
+    assert actions(p) == {"A = 1": "keep", "B = A + 1": "run", "g": "redefine"}
+
+
+def test_a_changed_decorator_argument_or_base_class_name_triggers_redefinition():
+    p = plan(
+        "N = 1\n@deco(N)\ndef f():\n    pass\nclass C(Base):\n    pass\n",
+        "N = 2\n@deco(N)\ndef f():\n    pass\nclass C(Base):\n    pass\n",
+    )
+    assert actions(p)["f"] == "redefine"
+    assert actions(p)["C"] == "keep"
+
+
+def test_the_main_guard_of_the_running_script_never_reruns():
+    old = 'def main():\n    pass\nif __name__ == "__main__":\n    main()\n'
+    new = 'def main():\n    return 1\nif __name__ == "__main__":\n    main()\n'
+    assert actions(plan(old, new, is_main=True))['if __name__ == "__main__":'] == "keep"
+    assert actions(plan(old, new))['if __name__ == "__main__":'] == "run"
+
+
+def test_seeds_are_names_changed_from_outside():
+    source = "from a import X\nY = X * 2\nZ = 3\n"
+    p = plan(source, source, seeds=["X"])
+    assert actions(p) == {"from a import X": "keep", "Y = X * 2": "run", "Z = 3": "keep"}
+
+
+def test_duplicate_statements_are_paired_in_order():
+    p = plan("log()\nlog()\n", "log()\nlog()\nlog()\n")
+    assert [s.action for s in p.steps] == ["keep", "keep", "run"]
+
+
+def test_an_unknown_baseline_redefines_every_definition_and_runs_nothing():
+    p = plan_module(None, "X = 1\ndef f():\n    pass\nclass C:\n    pass\n", "mod.py")
+    assert actions(p) == {"X = 1": "keep", "f": "redefine", "C": "redefine"}
+
+
+def test_a_syntax_error_is_raised_to_the_caller():
+    with pytest.raises(SyntaxError):
+        plan("X = 1\n", "X = (\n")
+
+
+def test_class_bodies_read_names_they_do_not_bind():
+    p = plan(
+        "K = 1\nclass C:\n    a = K\n    b = a\n",
+        "K = 2\nclass C:\n    a = K\n    b = a\n",
+    )
+    assert actions(p)["C"] == "redefine"
