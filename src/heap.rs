@@ -11,6 +11,7 @@
 //! allocating walk), which we filter the same way.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use pyo3_ffi::{
     PyCode_Check, PyErr_Occurred, PyExc_TypeError, PyFunction_Check, PyFunctionObject, PyIter_Next,
@@ -20,10 +21,61 @@ use pyo3_ffi::{
 use crate::errors::{PyResult, Raised, raise};
 use crate::refs::{Borrowed, Owned};
 
+/// The addresses of the wanted code objects. The visitor asks about every function on the
+/// heap, so membership must be cheap: a short list is scanned, a long one hashed by address.
+enum Codes {
+    Few(Vec<usize>),
+    Many(HashSet<usize, BuildHasherDefault<AddressHasher>>),
+}
+
+impl Codes {
+    fn new(addresses: Vec<usize>) -> Codes {
+        if addresses.len() <= 16 {
+            Codes::Few(addresses)
+        } else {
+            Codes::Many(addresses.into_iter().collect())
+        }
+    }
+
+    fn contains(&self, address: usize) -> bool {
+        match self {
+            Codes::Few(list) => list.contains(&address),
+            Codes::Many(set) => set.contains(&address),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Codes::Few(list) => list.is_empty(),
+            Codes::Many(set) => set.is_empty(),
+        }
+    }
+}
+
+/// Addresses are already unique: mix the bits a little (objects are 16-byte aligned).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, address: usize) {
+        self.0 = ((address as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// What a walk is looking for and what it found.
 struct Walk {
-    /// Addresses of the wanted code objects (kept alive by `keep` in the caller).
-    codes: HashSet<usize>,
+    /// The wanted code objects (kept alive by `keep` in the caller).
+    codes: Codes,
     /// Strong references to the functions found (increfed by the visitor).
     found: Vec<Owned>,
 }
@@ -38,7 +90,7 @@ impl Walk {
         unsafe {
             if PyFunction_Check(obj) != 0 {
                 let code = (*obj.cast::<PyFunctionObject>()).func_code;
-                if self.codes.contains(&(code as usize)) {
+                if self.codes.contains(code as usize) {
                     // An incref only: the visitor must never drop a reference.
                     self.found
                         .push(Borrowed::from_ptr(obj).expect("live").to_owned());
@@ -54,10 +106,7 @@ impl Walk {
 /// GIL held.
 pub unsafe fn functions_using(codes: Borrowed<'_>) -> PyResult<Owned> {
     let mut keep = Vec::new();
-    let mut walk = Walk {
-        codes: HashSet::new(),
-        found: Vec::new(),
-    };
+    let mut addresses = Vec::new();
     // SAFETY: iteration protocol on a live object; each item is a new reference we keep in
     // `keep` so the addresses in `walk.codes` stay valid for the whole walk.
     unsafe {
@@ -69,13 +118,17 @@ pub unsafe fn functions_using(codes: Borrowed<'_>) -> PyResult<Owned> {
                     "functions_using() takes an iterable of code objects",
                 ));
             }
-            walk.codes.insert(item.as_ptr() as usize);
+            addresses.push(item.as_ptr() as usize);
             keep.push(item);
         }
         if !PyErr_Occurred().is_null() {
             return Err(Raised);
         }
     }
+    let mut walk = Walk {
+        codes: Codes::new(addresses),
+        found: Vec::new(),
+    };
     if !walk.codes.is_empty() {
         // SAFETY: GIL held (forwarded).
         unsafe { visit_all(&mut walk)? };

@@ -319,7 +319,10 @@ class Applier:
 
     def move_closures(self) -> None:
         """Closures made before the edit from a code object that now has a new version move
-        to it, keeping their cells (one pass over the heap for the whole reload)."""
+        to it, keeping their cells (one pass over the heap for the whole reload).
+
+        This is the last step of a reload, after everything that can fail: the closures are
+        not recorded in the transaction (there may be very many of them)."""
         mapping = {}
         for old, new in self.code_pairs:
             if old is not new:
@@ -330,7 +333,6 @@ class Applier:
             target = mapping.get(func.__code__)
             if target is None:
                 continue
-            self.txn.keep_function(func)
             try:
                 native.swap_code(func, target)
             except native.PatchError as exc:

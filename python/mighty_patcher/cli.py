@@ -53,11 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     loudness = run.add_mutually_exclusive_group()
     loudness.add_argument("--verbose", action="store_true", help="also log debug details")
     loudness.add_argument("--quiet", action="store_true", help="log only failures")
+    run.add_argument("-m", dest="module", metavar="MODULE", help="run a module as a script")
     run.add_argument(
         "program",
         nargs=argparse.REMAINDER,
-        metavar="script.py | -m module",
-        help="what to run, then its own arguments",
+        metavar="script.py | args",
+        help="the script to run (unless -m), then the program's own arguments",
     )
     return parser
 
@@ -81,12 +82,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from .watch import AutoReloader
 
     program = list(args.program)
-    if not program:
+    if args.module is None and not program:
         parser.error("run: give a script or -m module")
-    if program[0] == "-m":
-        if len(program) < 2:
-            parser.error("run -m: give a module name")
-        module, rest = program[1], program[2:]
+    if args.module is not None:
+        module, rest = args.module, program
         script = None
         default_root = os.getcwd()
         sys.path.insert(0, default_root)

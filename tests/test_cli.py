@@ -1,0 +1,108 @@
+"""`python -m mighty_patcher run`: a program run under the reloader picks up saves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from live import write
+
+
+def run_until(proc: subprocess.Popen[str], wanted: str, timeout: float = 10) -> list[str]:
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line.rstrip("\n"))
+        if line.rstrip("\n") == wanted:
+            return seen
+    raise AssertionError(f"never printed {wanted!r}; printed {seen}")
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "mighty_patcher", "run", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+LOOP = """
+import sys, time
+from helper import value
+for _ in range(400):
+    print(value(), *sys.argv[1:], flush=True)
+    time.sleep(0.02)
+"""
+
+
+def test_run_a_script_with_arguments_and_edit_a_module_beside_it(tmp_path):
+    write(tmp_path / "prog.py", LOOP)
+    write(tmp_path / "helper.py", "def value():\n    return 'old'\n")
+    proc = start(["prog.py", "--flag"], tmp_path)
+    try:
+        run_until(proc, "old --flag")
+        write(tmp_path / "helper.py", "def value():\n    return 'new'\n")
+        run_until(proc, "new --flag")
+    finally:
+        proc.kill()
+        _, stderr = proc.communicate()
+    assert "reloaded helper: patched value" in stderr
+
+
+def test_run_a_module_with_a_chosen_root_and_edit_the_running_module_itself(tmp_path):
+    write(tmp_path / "src/pkg/__init__.py", "")
+    write(
+        tmp_path / "src/pkg/app.py",
+        """
+        import time
+        def value():
+            return "old"
+        if __name__ == "__main__":
+            for _ in range(400):
+                print(value(), flush=True)
+                time.sleep(0.02)
+        """,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "mighty_patcher", "run", "--path", "src", "-m", "pkg.app"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PYTHONPATH": "src", "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        run_until(proc, "old")
+        app = tmp_path / "src/pkg/app.py"
+        app.write_text(app.read_text().replace('return "old"', 'return "new"'))
+        run_until(proc, "new")
+    finally:
+        proc.kill()
+        _, stderr = proc.communicate()
+    assert "reloaded __main__: patched value" in stderr, stderr
+
+
+def test_run_without_a_program_is_a_usage_error():
+    proc = subprocess.run(
+        [sys.executable, "-m", "mighty_patcher", "run"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "give a script or -m module" in proc.stderr
+
+
+def test_the_exit_code_of_the_program_is_kept(tmp_path):
+    write(tmp_path / "prog.py", "import sys\nsys.exit(3)\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mighty_patcher", "run", "--quiet", "prog.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 3
