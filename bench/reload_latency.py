@@ -90,8 +90,8 @@ def save_to_live(saves: int) -> list[float]:
 def twenty_functions(version: int) -> str:
     return (
         "\n".join(f"def f{i}(x):\n    return x + {i} * {version}\n" for i in range(20))
-        + "\ndef make(k):\n    def inner(x):\n        return x * k + %d\n    return inner\n"
-        % version
+        + f"\ndef make(k):\n    def inner(x):\n        return x * k + {version}\n"
+        + "    return inner\n"
     )
 
 
