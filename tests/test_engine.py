@@ -11,6 +11,7 @@ import sys
 import traceback
 
 import pytest
+
 from reload_project import Project
 
 
