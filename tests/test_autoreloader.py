@@ -75,7 +75,7 @@ def test_timeouts_are_ignored_and_stop_ends_the_thread_and_closes(project):
 def test_a_watch_error_is_logged_and_watching_goes_on(project, caplog):
     project.write("mod", "def f():\n    return 1\n")
     mod = project.module("mod")
-    reloader, watcher, _, done = started(project)
+    _, watcher, _, done = started(project)
     with caplog.at_level(logging.ERROR, logger="mighty_patcher"):
         watcher.queue.put(mighty_patcher.WatchError("out of inotify watches in /x"))
         path = project.write("mod", "def f():\n    return 3\n")
