@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export PYO3_PYTHON := $(abspath $(BIN)/python)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: setup build demo test test-rust test-python lint clean
+.PHONY: setup build demo test test-rust test-python matrix lint clean
 
 $(BIN)/python:
 	tools/bootstrap.sh
@@ -35,11 +35,16 @@ test-rust: $(BIN)/python
 test-python: build
 	$(BIN)/python -m pytest
 
+## Build, layout-check and test on every supported CPython (3.10-3.15), and print a table;
+## FREE_THREADED=1 adds the free-threaded 3.14t build.
+matrix: $(BIN)/python
+	$(BIN)/python tools/matrix.py $(if $(FREE_THREADED),--free-threaded)
+
 lint: $(BIN)/python
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	$(BIN)/ruff check python tests src/selftest.py demo bench
-	$(BIN)/ruff format --check python tests src/selftest.py demo bench
+	$(BIN)/ruff check python tests src/selftest.py demo bench tools
+	$(BIN)/ruff format --check python tests src/selftest.py demo bench tools
 	$(BIN)/mypy
 
 clean:

@@ -73,7 +73,6 @@ const PYO3_STRUCTS: &[(&str, &[Field])] = &[
             f("tp_basicsize", 10),
             f("tp_itemsize", 10),
             f("tp_setattro", 10),
-            f("tp_flags", 10),
             f("tp_weaklistoffset", 10),
             f("tp_dictoffset", 10),
             f("tp_version_tag", 10),

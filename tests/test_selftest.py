@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 
 CHECKS = [
     "interpreter",
@@ -45,7 +46,7 @@ def test_info_names_the_build(mp):
     info = mp.build_info()
     assert info["built_for"] == sys.version.split()[0]
     assert info["running"] == sys.version.split()[0]
-    assert info["free_threaded"] is False
+    assert info["free_threaded"] is bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
 def test_cli_without_arguments_prints_help():

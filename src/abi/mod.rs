@@ -108,6 +108,36 @@ impl Running {
     }
 }
 
+/// On a free-threaded build, patching needs the GIL to be enabled: CPython enables it while
+/// this module is loaded, because the module does not declare `Py_mod_gil` (its raw writes
+/// to function fields must not race with other threads running those functions), unless the
+/// user forced it off with `PYTHON_GIL=0` / `-X gil=0`. Then every patch is refused.
+pub fn require_gil() -> Result<(), Raised> {
+    #[cfg(Py_GIL_DISABLED)]
+    {
+        use crate::refs::Owned;
+        // SAFETY: GIL-or-attached thread state held by our caller; PySys_GetObject returns a
+        // borrowed reference (or NULL), the call a new reference.
+        unsafe {
+            let probe = pyo3_ffi::PySys_GetObject(c"_is_gil_enabled".as_ptr());
+            if !probe.is_null() {
+                let enabled = Owned::from_new(pyo3_ffi::PyObject_CallNoArgs(probe))?;
+                if pyo3_ffi::PyObject_IsTrue(enabled.as_ptr()) == 1 {
+                    return Ok(());
+                }
+            }
+            return Err(raise(
+                pyo3_ffi::PyExc_RuntimeError,
+                "the GIL is disabled (PYTHON_GIL=0 or -X gil=0): patching a function while \
+                 other threads may run it would race with them; run with the GIL enabled, as \
+                 CPython does by default when mighty_patcher is imported",
+            ));
+        }
+    }
+    #[cfg(not(Py_GIL_DISABLED))]
+    Ok(())
+}
+
 /// The first thing `PyInit_mighty_patcher` does: refuse, with an ImportError, an interpreter
 /// other than the one the extension was built for. It touches nothing whose layout depends on
 /// the version, so it is safe to run under any CPython 3.

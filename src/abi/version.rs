@@ -101,27 +101,24 @@ const FIRST_VALID: u32 = if cfg!(Py_3_14) { 2 } else { 1 };
 /// functions anyway) or the version counter has run out.
 ///
 /// # Safety
-/// `func` is a live function whose version was just cleared; the GIL is held.
+/// `func` is a live function whose version was just cleared; the GIL is held (on a
+/// free-threaded build too: see [`super::require_gil`]).
 #[cfg(Py_3_13)]
 unsafe fn restore(func: *mut PyFunctionObject) {
-    #[cfg(not(Py_GIL_DISABLED))]
-    {
-        use super::layout::headers::PyCodeObject;
-        // SAFETY: `func` is live, its `func_code` is a live code object, and `PyCodeObject`
-        // is bindgen's declaration from this interpreter's headers. Writing `func_version`
-        // with the GIL held is what CPython's own `_PyFunction_SetVersion` does on GIL builds.
-        unsafe {
-            if (*func).vectorcall.map(|v| v as usize) != default_vectorcall().map(|v| v as usize) {
-                return;
-            }
-            let version = (*(*func).func_code.cast::<PyCodeObject>()).co_version;
-            if version >= FIRST_VALID {
-                (*func).func_version = version;
-            }
+    use super::layout::headers::PyCodeObject;
+    // SAFETY: `func` is live, its `func_code` is a live code object, and `PyCodeObject` is
+    // bindgen's declaration from this interpreter's headers. Writing `func_version` with the
+    // GIL held is what CPython's own `_PyFunction_SetVersion` does (on free-threaded builds it
+    // is a plain store as well: they have no version cache).
+    unsafe {
+        if (*func).vectorcall.map(|v| v as usize) != default_vectorcall().map(|v| v as usize) {
+            return;
+        }
+        let version = (*(*func).func_code.cast::<PyCodeObject>()).co_version;
+        if version >= FIRST_VALID {
+            (*func).func_version = version;
         }
     }
-    #[cfg(Py_GIL_DISABLED)]
-    let _ = func;
 }
 
 /// The vectorcall of an ordinary Python function (`_PyFunction_Vectorcall`, which not every

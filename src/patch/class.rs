@@ -138,6 +138,7 @@ pub unsafe fn patch_class(
     new: Borrowed<'_>,
     filter: &Filter<'_>,
 ) -> PyResult<()> {
+    crate::abi::require_gil()?;
     // SAFETY: both arguments are alive for the call; the plan holds strong references to all
     // it touches, so nothing it refers to can disappear while it is applied.
     unsafe {
@@ -161,7 +162,7 @@ unsafe fn prepare(
     // field access on layouts checked by `abi::layout`.
     unsafe {
         for t in [o, n] {
-            if (*t).tp_flags & Py_TPFLAGS_HEAPTYPE == 0 {
+            if pyo3_ffi::PyType_GetFlags(t) & Py_TPFLAGS_HEAPTYPE == 0 {
                 let name = core::ffi::CStr::from_ptr((*t).tp_name).to_string_lossy();
                 return Err(type_error(&format!(
                     "{name} is a built-in or extension type; only classes defined in Python \

@@ -183,6 +183,7 @@ pub unsafe fn patch_function(
     target: Borrowed<'_>,
     source: Borrowed<'_>,
 ) -> PyResult<()> {
+    crate::abi::require_gil()?;
     let t = as_function(target, "the function to patch")?;
     let s = as_function(source, "the new function")?;
     if target.is(source) {
@@ -241,6 +242,7 @@ unsafe fn keep_old_namespaces(
 /// # Safety
 /// GIL held.
 pub unsafe fn swap_code(state: &State, func: Borrowed<'_>, code: Borrowed<'_>) -> PyResult<()> {
+    crate::abi::require_gil()?;
     let f = as_function(func, "the function to patch")?;
     // SAFETY: `code` is alive; PyCode_Check reads its type only.
     if unsafe { PyCode_Check(code.as_ptr()) } == 0 {
