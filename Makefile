@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export PYO3_PYTHON := $(abspath $(BIN)/python)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: setup build demo test test-rust test-python matrix lint clean
+.PHONY: setup build demo test test-rust test-python matrix bench bench-smoke fuzz stress leaks lint clean
 
 $(BIN)/python:
 	tools/bootstrap.sh
@@ -40,6 +40,43 @@ test-python: build
 matrix: $(BIN)/python
 	$(BIN)/python tools/matrix.py $(if $(FREE_THREADED),--free-threaded)
 
+## Benchmarks against the peers (jurigged, IPython autoreload), all in one run: prints one table
+## and writes it, the raw figures and a chart to bench/out/. Makes and updates its own
+## virtualenvs (bench/.venvs: a release build per CPython version, the peers from PyPI).
+bench:
+	tools/bootstrap.sh
+	$(PYTHON) bench/run.py
+
+## One small case of each benchmark, no thresholds: checks that they still run (CI runs it).
+bench-smoke:
+	tools/bootstrap.sh
+	$(PYTHON) bench/run.py --smoke
+
+## Differential fuzzing against a restart: N random edits (default 10000) of a generated
+## package, each saved under the real watcher into a running program and compared with a fresh
+## interpreter; prints edits, mismatches (seeds, minimal failing edit) and crashes. SEED=17 runs
+## one seed again. The test suite runs a short pass (tests/test_fuzz.py).
+N ?= 10000
+fuzz: build
+	cd tests && $(abspath $(BIN))/python -m fuzz --edits $(N) $(if $(SEED),--seed $(SEED))
+
+## Eight threads calling patched code through 1,000 reloads (the test suite runs 200).
+stress: build
+	MIGHTY_PATCHER_STRESS_RELOADS=1000 $(BIN)/python -m pytest -q -s tests/test_threads.py
+
+## Reference leaks on a debug build of CPython 3.13 (built once into ~/.cache/pythons-debug, a
+## few minutes): 1,000 reloads must leave sys.gettotalrefcount() and the live objects flat.
+LEAKS_VENV := .venv-leaks
+leaks:
+	tools/bootstrap.sh
+	PYTHONS_CACHE=$$HOME/.cache/pythons-debug PY_CONFIGURE_EXTRA=--with-pydebug \
+		../shared/pythons/get-pythons.sh 3.13 >/dev/null
+	test -x $(LEAKS_VENV)/bin/python || $$HOME/.cache/pythons-debug/3.13/bin/python3.13 -m venv $(LEAKS_VENV)
+	$(LEAKS_VENV)/bin/pip install -q "maturin>=1.9,<2"
+	VIRTUAL_ENV=$(abspath $(LEAKS_VENV)) PYO3_PYTHON=$(abspath $(LEAKS_VENV))/bin/python \
+		CARGO_TARGET_DIR=target/leaks $(LEAKS_VENV)/bin/maturin develop --release -q
+	$(LEAKS_VENV)/bin/python tests/leak_check.py --reloads 1000
+
 lint: $(BIN)/python
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
@@ -48,4 +85,4 @@ lint: $(BIN)/python
 	$(BIN)/mypy
 
 clean:
-	rm -rf target $(VENV) python/mighty_patcher/*.so
+	rm -rf target $(VENV) python/mighty_patcher/*.so bench/.venvs bench/out $(LEAKS_VENV)

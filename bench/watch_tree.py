@@ -1,115 +1,181 @@
-"""Start-up cost of the native watcher on a large tree: 50,000 files in 5,000 directories.
+"""5. Watching a big tree: 50,000 files in 5,000 directories.
 
-    python bench/watch_tree.py [--dirs 5000] [--files 50000] [--keep DIR]
+    python bench/watch_tree.py [--python PY] [--dirs 5000] [--files 50000] [--idle 10]
+                               [--repeat 3] [--keep DIR]
 
-Each measurement runs in a fresh interpreter, so its memory figures are its own. Columns:
-start (seconds to construct the watcher, i.e. walk the tree and add every watch), RSS added
-by it, the watches the kernel reports for its inotify descriptor, process CPU over 2 s of
-idle `wait()`, the latency of one save, and close. Baselines: walking the same tree with
-`os.scandir` only, and adding raw `inotify_add_watch` calls (ctypes) for every directory.
+Each run is a fresh child process, so its memory figures are its own; the modes take turns.
+Columns: start (seconds to start watching: walk the tree and add every watch), RSS added by
+it, the watches the kernel reports for the process's inotify descriptors, process CPU while
+idle for ``--idle`` seconds, the latency of one save (append to a file) to its report, and
+the time to close. Modes:
+
+- ``ours``: ``mighty_patcher.Watcher([root])`` (inotify through the ``notify`` crate).
+- ``ours-poll``: the same with ``poll=True`` (stats every file every 0.05 s).
+- ``watchdog``: a watchdog ``Observer`` scheduled recursively on the root: the watcher that
+  jurigged uses (jurigged itself only watches the directories of modules the program has
+  imported, so ``jurigged.watch(root)`` on a tree nobody imported costs nothing and watches
+  nothing). Its inotify queue overflows are counted (``overflows``): after one, watchdog
+  walks the tree again to rebuild its watches. IPython's autoreload watches nothing: it
+  stats every imported module's file before each cell.
+- baselines: walking the tree with ``os.scandir`` only, and raw ``inotify_add_watch`` calls
+  (ctypes) for every directory.
 The page cache is warm (the tree was just written).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
+import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
-PROBE = r"""
-import ctypes, json, os, resource, sys, time
+from common import rotated, rss_kib, run_child, summary
 
-def rss_kib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
+__all__ = ["MODES", "make_tree", "measure"]
 
-def cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+MODES = ("ours", "ours-poll", "watchdog", "scandir", "raw-inotify")
+MASK = 0x2 | 0x4 | 0x8 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200  # what notify asks inotify for
 
-def kernel_watches():
+
+def cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def kernel_watches() -> int:
     count = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
             if "inotify" in os.readlink(f"/proc/self/fd/{fd}"):
-                count += sum(1 for line in open(f"/proc/self/fdinfo/{fd}")
-                             if line.startswith("inotify wd:"))
+                with open(f"/proc/self/fdinfo/{fd}") as info:
+                    count += sum(1 for line in info if line.startswith("inotify wd:"))
         except OSError:
             pass
     return count
 
-root, mode = sys.argv[1], sys.argv[2]
-dirs = []
-out = {}
-if mode == "scandir":
-    base = rss_kib()
-    t = time.perf_counter()
-    stack = [root]
+
+def walk(root: str) -> list[str]:
+    dirs, stack = [], [root]
     while stack:
         d = stack.pop()
         dirs.append(d)
         with os.scandir(d) as entries:
             stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
-    out["start"] = time.perf_counter() - t
-    out["rss_kib"] = rss_kib() - base
-    out["watches"] = len(dirs)
-elif mode == "raw-inotify":
-    stack = [root]
-    while stack:
-        d = stack.pop()
-        dirs.append(d.encode())
-        with os.scandir(d) as entries:
-            stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
-    libc = ctypes.CDLL(None, use_errno=True)
-    base = rss_kib()
-    t = time.perf_counter()
-    fd = libc.inotify_init1(os.O_CLOEXEC)
-    mask = 0x2 | 0x4 | 0x8 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200  # what notify asks for
-    for d in dirs:
-        if libc.inotify_add_watch(fd, d, mask) < 0:
-            raise OSError(ctypes.get_errno(), "inotify_add_watch", d)
-    out["start"] = time.perf_counter() - t
-    out["rss_kib"] = rss_kib() - base
-    out["watches"] = kernel_watches()
-    t = time.perf_counter()
-    os.close(fd)
-    out["close"] = time.perf_counter() - t
-else:
-    from mighty_patcher import Watcher
-    kwargs = {"poll": True} if mode == "poll" else {}
-    base = rss_kib()
-    t = time.perf_counter()
-    w = Watcher([root], **kwargs)
-    out["start"] = time.perf_counter() - t
-    out["rss_kib"] = rss_kib() - base
-    out["watched"] = w.watched_directories
-    out["watches"] = kernel_watches() if mode == "inotify" else None
-    c = cpu()
-    t = time.perf_counter()
-    assert w.wait(timeout=2.0) == "timeout"
-    out["idle_cpu"] = (cpu() - c) / (time.perf_counter() - t)
-    target = os.path.join(root, "p0", "d0", "m0.py")
-    t = time.perf_counter()
+    return dirs
+
+
+def idle_and_save(out: dict[str, Any], idle: float, target: str, saved: Any) -> None:
+    """CPU while idle for ``idle`` seconds, then the latency of one save; ``saved(timeout)``
+    waits for the watcher's report of ``target``."""
+    cpu, start = cpu_seconds(), time.perf_counter()
+    saved(idle, idle=True)
+    out["idle_cpu"] = (cpu_seconds() - cpu) / (time.perf_counter() - start)
+    start = time.perf_counter()
     with open(target, "a") as f:
         f.write("# touched\n")
-    got = w.wait(timeout=10)
-    out["latency"] = time.perf_counter() - t
-    assert got == {target}, got
-    t = time.perf_counter()
-    w.close()
-    out["close"] = time.perf_counter() - t
-print(json.dumps(out))
-"""
+    out["reported"] = saved(10.0, idle=False)
+    if out["reported"]:
+        out["latency"] = time.perf_counter() - start
+
+
+def child(root: str, mode: str, idle: float) -> None:
+    from common import emit
+
+    out: dict[str, Any] = {"mode": mode}
+    target = os.path.join(root, "p0", "d0", "m0.py")
+    if mode == "scandir":
+        base, start = rss_kib(), time.perf_counter()
+        out["watches"] = len(walk(root))
+        out["start"] = time.perf_counter() - start
+        out["rss_kib"] = rss_kib() - base
+    elif mode == "raw-inotify":
+        import ctypes
+
+        dirs = [d.encode() for d in walk(root)]
+        libc = ctypes.CDLL(None, use_errno=True)
+        base, start = rss_kib(), time.perf_counter()
+        fd = libc.inotify_init1(os.O_CLOEXEC)
+        for d in dirs:
+            if libc.inotify_add_watch(fd, d, MASK) < 0:
+                raise OSError(ctypes.get_errno(), "inotify_add_watch", d)
+        out["start"] = time.perf_counter() - start
+        out["rss_kib"] = rss_kib() - base
+        out["watches"] = kernel_watches()
+        start = time.perf_counter()
+        os.close(fd)
+        out["close"] = time.perf_counter() - start
+    elif mode in ("ours", "ours-poll"):
+        from mighty_patcher import Watcher
+
+        base, start = rss_kib(), time.perf_counter()
+        watcher = Watcher([root], poll=mode == "ours-poll")
+        out["start"] = time.perf_counter() - start
+        out["rss_kib"] = rss_kib() - base
+        out["watches"] = kernel_watches() if mode == "ours" else watcher.watched_directories
+
+        def saved(timeout: float, idle: bool) -> bool:
+            got = watcher.wait(timeout=timeout)
+            return got == "timeout" if idle else got == {target}
+
+        idle_and_save(out, idle, target, saved)
+        start = time.perf_counter()
+        watcher.close()
+        out["close"] = time.perf_counter() - start
+    elif mode == "watchdog":
+        import logging
+
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        reported = threading.Event()
+        overflows = []
+
+        class Overflows(logging.Handler):  # watchdog logs each inotify queue overflow
+            def emit(self, record: logging.LogRecord) -> None:
+                if "overflowed" in record.getMessage():
+                    overflows.append(record)
+
+        logging.getLogger("watchdog").addHandler(Overflows())
+
+        class Handler(FileSystemEventHandler):
+            def on_modified(self, event: FileSystemEvent) -> None:
+                if event.src_path == target:
+                    reported.set()
+
+        base, start = rss_kib(), time.perf_counter()
+        observer = Observer()
+        observer.schedule(Handler(), root, recursive=True)
+        observer.start()  # adds every watch before it returns
+        out["start"] = time.perf_counter() - start
+        out["rss_kib"] = rss_kib() - base
+        out["watches"] = kernel_watches()
+
+        def saved(timeout: float, idle: bool) -> bool:
+            if idle:
+                time.sleep(timeout)
+                return True
+            return reported.wait(timeout)
+
+        idle_and_save(out, idle, target, saved)
+        out["overflows"] = len(overflows)
+        start = time.perf_counter()
+        observer.stop()
+        observer.join()
+        out["close"] = time.perf_counter() - start
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    emit(**out)
 
 
 def make_tree(root: Path, dirs: int, files: int) -> tuple[int, int]:
     """``root/p<i>/d<j>``: packages of 100 directories (the package counts as one)."""
-    per_dir = files // dirs
+    per_dir = max(1, files // dirs)
     made_dirs = made_files = 0
     package = 0
     while made_dirs < dirs:
@@ -130,55 +196,44 @@ def make_tree(root: Path, dirs: int, files: int) -> tuple[int, int]:
     return made_dirs, made_files
 
 
-def run(root: Path, mode: str) -> dict[str, float]:
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, str(root), mode], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"{mode} failed:\n{proc.stderr}")
-    result: dict[str, float] = json.loads(proc.stdout)
-    return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dirs", type=int, default=5000)
-    parser.add_argument("--files", type=int, default=50_000)
-    parser.add_argument("--keep", type=Path, help="build the tree here and keep it")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per mode (best is shown)")
-    args = parser.parse_args(argv)
-
+def measure(
+    python: str,
+    *,
+    dirs: int = 5000,
+    files: int = 50_000,
+    idle: float = 10.0,
+    repeat: int = 3,
+    modes: tuple[str, ...] = MODES,
+    keep: Path | None = None,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        root = (args.keep or Path(tmp)) / "tree"
-        t = time.perf_counter()
-        dirs, files = make_tree(root, args.dirs, args.files)
-        print(
-            f"tree: {files} files in {dirs} directories under {root}, made in "
-            f"{time.perf_counter() - t:.1f} s; "
-            f"fs.inotify.max_user_watches = {read_limit()}\n"
-        )
-        header = ("mode", "start s", "RSS +MiB", "watches", "idle CPU", "save→report", "close s")
-        print("{:<12} {:>8} {:>9} {:>8} {:>9} {:>12} {:>8}".format(*header))
-        # scandir: the walk alone; raw-inotify: the syscalls alone; then the real watcher.
-        for mode in ("scandir", "raw-inotify", "inotify", "poll"):
-            best = min((run(root, mode) for _ in range(args.repeat)), key=lambda r: r["start"])
-            print(
-                "{:<12} {:>8.3f} {:>9.1f} {:>8} {:>9} {:>12} {:>8}".format(
-                    mode,
-                    best["start"],
-                    best["rss_kib"] / 1024,
-                    best.get("watches") or best.get("watched", "-"),
-                    f"{best['idle_cpu']:.1%}" if "idle_cpu" in best else "-",
-                    f"{best['latency'] * 1000:.1f} ms" if "latency" in best else "-",
-                    f"{best['close']:.3f}" if "close" in best else "-",
-                )
-            )
-        per_watch = (run(root, "inotify")["start"] - run(root, "scandir")["start"]) / dirs
-        raw = run(root, "raw-inotify")["start"] / dirs
-        print(
-            f"\n(watcher start - Python scandir walk) / directories: {per_watch * 1e6:.1f} µs; "
-            f"raw inotify_add_watch: {raw * 1e6:.1f} µs per directory"
-        )
+        root = (keep or Path(tmp)) / "tree"
+        start = time.perf_counter()
+        made_dirs, made_files = make_tree(root, dirs, files)
+        results: dict[str, Any] = {
+            "dirs": made_dirs,
+            "files": made_files,
+            "made_in": time.perf_counter() - start,
+            "idle_seconds": idle,
+            "max_user_watches": read_limit(),
+        }
+        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+        script = str(Path(__file__).resolve())
+        for round_number in range(repeat):
+            for mode in rotated(modes, round_number):
+                (line,) = run_child(python, [script, "--child", str(root), mode, str(idle)])
+                runs[mode].append(line)
+    for mode, lines in runs.items():
+        entry: dict[str, Any] = {}
+        for key in ("start", "rss_kib", "idle_cpu", "latency", "close", "overflows"):
+            values = [line[key] for line in lines if key in line]
+            if values:
+                entry[key] = summary(values)
+        entry["watches"] = lines[0].get("watches")
+        entry["unreported"] = sum(1 for line in lines if line.get("reported") is False)
+        entry["runs"] = len(lines)
+        results[mode] = entry
+    return results
 
 
 def read_limit() -> str:
@@ -186,6 +241,51 @@ def read_limit() -> str:
         return Path("/proc/sys/fs/inotify/max_user_watches").read_text().strip()
     except OSError:
         return "unknown"
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable, help="a bench virtualenv's python")
+    parser.add_argument("--dirs", type=int, default=5000)
+    parser.add_argument("--files", type=int, default=50_000)
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per mode (median shown)")
+    parser.add_argument("--keep", type=Path, help="build the tree here and keep it")
+    args = parser.parse_args()
+    r = measure(
+        args.python,
+        dirs=args.dirs,
+        files=args.files,
+        idle=args.idle,
+        repeat=args.repeat,
+        keep=args.keep,
+    )
+    print(
+        f"tree: {r['files']} files in {r['dirs']} directories, made in {r['made_in']:.1f} s; "
+        f"fs.inotify.max_user_watches = {r['max_user_watches']}\n"
+    )
+    header = ("mode", "start s", "RSS +MiB", "watches", "idle CPU", "save→report", "close s")
+    print("{:<12} {:>8} {:>9} {:>8} {:>9} {:>12} {:>8}".format(*header))
+    for mode in MODES:
+        e = r[mode]
+        print(
+            "{:<12} {:>8.3f} {:>9.1f} {:>8} {:>9} {:>12} {:>8}".format(
+                mode,
+                e["start"]["median"],
+                e["rss_kib"]["median"] / 1024,
+                e["watches"],
+                f"{e['idle_cpu']['median']:.2%}" if "idle_cpu" in e else "-",
+                f"{e['latency']['median'] * 1000:.1f} ms" if "latency" in e else "-",
+                f"{e['close']['median']:.3f}" if "close" in e else "-",
+            )
+        )
+        if e["unreported"]:
+            print(f"    {mode}: the save was not reported in {e['unreported']} of {e['runs']} runs")
+        if e.get("overflows", {}).get("median"):
+            print(f"    {mode}: inotify queue overflows: {e['overflows']['median']:.0f} (median)")
 
 
 if __name__ == "__main__":

@@ -276,8 +276,22 @@ def test_a_removed_directory_is_no_longer_counted(watcher: Watcher, root: Path) 
     eventually(lambda: watcher.watched_directories == before + 1, "sub is watched")
     (sub / "a.py").unlink()
     sub.rmdir()
-    assert wait_for(watcher, sub / "a.py")[-1] == {str(sub / "a.py")}
+    assert wait_for_all(watcher, [sub / "a.py", sub]) == {str(sub / "a.py"), str(sub)}
     eventually(lambda: watcher.watched_directories == before, "sub is forgotten")
+
+
+def test_a_directory_renamed_away_is_reported_for_the_files_it_took_along(
+    watcher: Watcher, root: Path
+) -> None:
+    sub = root / "pkg" / "sub"
+    sub.mkdir()
+    (sub / "a.py").write_text("")
+    wait_for(watcher, sub / "a.py")
+    os.rename(sub, root / "pkg" / "renamed")
+    reported = wait_for_all(watcher, [sub, root / "pkg" / "renamed" / "a.py"])
+    assert str(sub / "a.py") not in reported, "no event of its own"
+    os.rename(root / "pkg" / "renamed", sub)  # back in time: watched again, its files reported
+    assert str(sub / "a.py") in wait_for_all(watcher, [sub / "a.py"])
 
 
 def test_a_single_file_root_is_watched_alone(root: Path) -> None:

@@ -12,19 +12,28 @@ raises.
 from __future__ import annotations
 
 import ast
+import copy
 import enum
+import functools
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import mighty_patcher as native
-from .codes import code_of_definition, find_inner, nested_pairs, wrapper_chain
+from .codes import find_inner, nested_pairs, wrapper_chain
 from .planner import Plan, Step, Stmt, class_plan, first_line
 from .report import ReloadReport
 from .transaction import Transaction
 
-__all__ = ["Applier"]
+__all__ = ["Applier", "Transform"]
+
+#: ``transform(tree, path, source) -> tree``: a hook every piece of new code goes through
+#: before it is compiled. ``tree`` is a one-statement ``ast.Module`` (a copy the hook may change
+#: in place), ``path`` the file being reloaded and ``source`` its whole new text (the
+#: statement's line numbers point into it). The pytest plugin passes the statements of test
+#: modules through pytest's assertion rewriter, as pytest did when it imported them.
+Transform = Callable[[ast.Module, str, str], ast.Module]
 
 _MISSING: Any = object()
 _ENUM_INTERNALS = frozenset(
@@ -58,16 +67,28 @@ class Applier:
     new_lines: list[str]
     txn: Transaction
     report: ReloadReport
+    #: Definitions deleted by earlier reloads, kept to be patched when they come back: by
+    #: name at module level (with the statement that made them, whose decorators tell
+    #: whether they changed meanwhile), by ``Class.member`` (qualified name) for class
+    #: members.
     graveyard: dict[str, Any]
     #: (old code, new code) of nested functions, for closures made before the edit.
     code_pairs: list[tuple[types.CodeType, types.CodeType]] = field(default_factory=list)
+    transform: Transform | None = None
 
     @property
     def ns(self) -> dict[str, Any]:
         return self.module.__dict__
 
+    @functools.cached_property
+    def new_source(self) -> str:
+        return "".join(self.new_lines)
+
     def compile(self, node: ast.stmt) -> types.CodeType:
         tree = ast.Module(body=[node], type_ignores=[])
+        if self.transform is not None:
+            # A copy: the plan keeps comparing the statements it holds.
+            tree = self.transform(copy.deepcopy(tree), self.path, self.new_source)
         code: types.CodeType = compile(
             tree, self.path, "exec", flags=self.plan.future_flags, dont_inherit=True
         )
@@ -93,20 +114,34 @@ class Applier:
     def run(self, step: Step) -> None:
         stmt = step.new
         before = {name: self.ns.get(name, _MISSING) for name in stmt.writes}
-        exec(self.compile(stmt.node), self.ns)
+        code = self.compile(stmt.node)
+        exec(code, self.ns)
         self.report.rerun.append(stmt.label)
-        # A function an assignment made again (a lambda, a def inside an `if`) keeps the
-        # identity of the one it replaces.
+        # A function the statement itself defines (a lambda, a def inside an `if`) keeps the
+        # identity of the one its previous version defined (its partner, a statement of the
+        # old source that is gone, or one an earlier reload deleted). Not any function it
+        # assigns: `handler = f` becoming `handler = g` must not turn f into g.
+        made_here = {id(c) for c in _nested_codes(code)}
+        previous = ([step.old] if step.old is not None else []) + self.plan.deleted
         for name, old in before.items():
             new = self.ns.get(name, _MISSING)
+            nodes = [s.node for s in previous if name in s.writes]
+            revived = old is _MISSING and name in self.graveyard
+            if revived:
+                old, node = self.graveyard[name]
+                nodes = [node] if node is not None else []
             if (
                 isinstance(old, types.FunctionType)
                 and isinstance(new, types.FunctionType)
                 and old is not new
-                and new.__code__.co_filename == self.path
+                and id(new.__code__) in made_here
+                and old.__code__.co_filename == self.path
+                and any(_defined_in(old, n) for n in nodes)
             ):
                 self.patch_function(old, new)
                 self.ns[name] = old
+                if revived:
+                    del self.graveyard[name]
 
     def build(self, stmt: Stmt, name: str) -> Any:
         """Executes a ``def``/``class`` statement without rebinding its name: the new object."""
@@ -120,16 +155,20 @@ class Applier:
         assert name is not None
         current = self.ns.get(name, _MISSING)
         revived = False
+        old_node = step.old.node if step.old is not None else None
         if current is _MISSING and name in self.graveyard:
-            current, revived = self.graveyard[name], True
+            (current, old_node), revived = self.graveyard[name], True
         new = self.build(stmt, name)
         if current is _MISSING:
             self.ns[name] = new
             self.report.added.append(name)
             return
-        old_node = step.old.node if step.old is not None and not revived else None
         if isinstance(current, type) and isinstance(new, type):
-            kept = self.patch_class(name, current, new, old_node, stmt.node)
+            # A class back from the graveyard was built before the changes made since: take
+            # all of the new one (no old statement to diff with).
+            kept = self.patch_class(
+                name, current, new, None if revived else old_node, stmt.node, step.dirty
+            )
         else:
             kept = self.patch_callable(name, current, new, old_node, stmt.node)
         self.ns[name] = current if kept else new
@@ -177,14 +216,22 @@ class Applier:
     # --- classes ---------------------------------------------------------------------------
 
     def patch_class(
-        self, name: str, old: type, new: type, old_node: ast.stmt | None, new_node: ast.stmt
+        self,
+        name: str,
+        old: type,
+        new: type,
+        old_node: ast.stmt | None,
+        new_node: ast.stmt,
+        seeds: frozenset[str] = frozenset(),
     ) -> bool:
+        """Patches a class definition into ``old``. ``seeds``: module-level names that
+        changed before it, whose readers in the class body are taken from ``new``."""
         update: set[str] | None
         remove: set[str] | None
         relocated: frozenset[str] = frozenset()
         if isinstance(old_node, ast.ClassDef) and isinstance(new_node, ast.ClassDef):
             header_changed, upd, rem, relocated = class_plan(
-                old_node, new_node, self.old_lines, self.new_lines
+                old_node, new_node, self.old_lines, self.new_lines, seeds=seeds
             )
             decorated = bool(old_node.decorator_list or new_node.decorator_list)
             if header_changed or decorated:
@@ -196,6 +243,8 @@ class Applier:
         if isinstance(old, enum.EnumMeta):
             update, remove = self._enum_filter(name, old, new, update, remove)
         names = set(new.__dict__) if update is None else update
+        self.txn.keep_class(old)
+        revived = self._revive_members(old, new, names)
         for member in sorted(names):
             if self._patch_wrapped_member(member, old, new):
                 if update is None:
@@ -204,12 +253,23 @@ class Applier:
             else:
                 self._pair_member_codes(old.__dict__.get(member), new.__dict__.get(member))
         changed = sorted(update if update is not None else _differing(old, new))
-        self.txn.keep_class(old)
+        gone = {
+            member: old.__dict__[member]
+            for member in (remove if remove is not None else set(old.__dict__) - set(new.__dict__))
+            if isinstance(old.__dict__.get(member), _MEMBERS) and member not in _BOOKKEEPING
+        }
         try:
             native.patch_class(old, new, update=update, remove=remove)
         except native.NeedsRestart as exc:
+            for member in revived:
+                type.__delattr__(old, member)
             self.report.needs_restart.append(str(exc))
             return True
+        for member in revived:
+            del self.graveyard[f"{old.__qualname__}.{member}"]
+        for member, value in gone.items():
+            if member not in old.__dict__:
+                self.graveyard[f"{old.__qualname__}.{member}"] = value
         for member in relocated:
             self._relocate_member(old, new, member)
         if "__firstlineno__" in old.__dict__:
@@ -217,12 +277,26 @@ class Applier:
         self.report.patched.append(", ".join(f"{name}.{m}" for m in changed) if changed else name)
         return True
 
+    def _revive_members(self, old: type, new: type, names: set[str]) -> list[str]:
+        """Members deleted by an earlier reload that come back now return to the class as the
+        objects they were, so that ``patch_class`` patches them in place and the references
+        held elsewhere (bound methods, registries) follow them again."""
+        revived = []
+        for member in sorted(names):
+            buried = self.graveyard.get(f"{old.__qualname__}.{member}")
+            value = new.__dict__.get(member)
+            if buried is None or member in old.__dict__ or type(buried) is not type(value):
+                continue
+            type.__setattr__(old, member, buried)
+            revived.append(member)
+        return revived
+
     def _enum_filter(
         self, name: str, old: type, new: type, update: set[str] | None, remove: set[str] | None
     ) -> tuple[set[str], set[str]]:
         old_members = {k: v.value for k, v in old.__members__.items()}  # type: ignore[attr-defined]
         new_members = {k: v.value for k, v in new.__members__.items()}  # type: ignore[attr-defined]
-        if old_members != new_members:
+        if list(old_members.items()) != list(new_members.items()):  # the order counts too
             added = sorted(set(new_members) - set(old_members))
             gone = sorted(set(old_members) - set(new_members))
             what = []
@@ -231,7 +305,11 @@ class Applier:
             if gone:
                 what.append(f"removed {', '.join(gone)}")
             if not what:
-                what.append("member values changed")
+                what.append(
+                    "member order changed"
+                    if old_members == new_members
+                    else "member values changed"
+                )
             self.report.needs_restart.append(
                 f"the members of enum {name} changed ({'; '.join(what)}): existing members "
                 f"cannot be re-created in place; restart to apply this part"
@@ -280,31 +358,42 @@ class Applier:
             self.report.notes.append(str(exc))
 
     def relocate(self, step: Step) -> None:
-        """An unchanged definition moved: give it code objects with the new line numbers."""
+        """An unchanged statement moved: the functions it made (a definition, its methods,
+        the ``def`` inside an ``if``, a lambda) get code objects with the new line numbers.
+
+        Each function's code is found among the code objects of the statement compiled at its
+        old place by name and first line, and paired with the one at the same place in the
+        statement compiled where it is now: a property's getter and setter share a name, and
+        each must get its own code back."""
         stmt = step.new
-        name = stmt.name
-        if name is None:
+        if step.old is None:
             return
-        current = self.ns.get(name, _MISSING)
-        if current is _MISSING:
-            return
-        code = code_of_definition(self.compile(stmt.node), name)
-        if code is None:
-            return
-        if isinstance(current, type):
-            body = {c.co_name: c for c in code.co_consts if isinstance(c, types.CodeType)}
-            for value in current.__dict__.values():
-                for func in _member_functions(value):
-                    new_code = body.get(func.__code__.co_name)
-                    if new_code is not None and func.__code__ is not new_code:
-                        self.swap_code(func, new_code)
-            if "__firstlineno__" in current.__dict__:
-                type.__setattr__(current, "__firstlineno__", stmt.lineno)
-        else:
-            inner = find_inner(current, name, self.path)
-            if inner is not None and inner.__code__ is not code:
-                self.swap_code(inner, code)
-        self.report.moved.append(name)
+        old_module = compile(
+            ast.Module(body=[step.old.node], type_ignores=[]),
+            self.path,
+            "exec",
+            flags=self.plan.future_flags,
+            dont_inherit=True,
+        )
+        codes: dict[tuple[str, int], types.CodeType | None] = {}
+        for o, n in nested_pairs(old_module, self.compile(stmt.node)):
+            key = (o.co_name, o.co_firstlineno)
+            codes[key] = n if key not in codes else None  # two on one line: leave both
+        moved = False
+        for name in sorted(stmt.writes):
+            value = self.ns.get(name, _MISSING)
+            for func in _functions_made_in(value, self.path):
+                code = codes.get((func.__code__.co_name, func.__code__.co_firstlineno))
+                if code is not None and func.__code__ is not code:
+                    self.swap_code(func, code)
+                    moved = True
+            if isinstance(value, type) and "__firstlineno__" in value.__dict__:
+                for node in ast.walk(stmt.node):
+                    if isinstance(node, ast.ClassDef) and node.name == value.__name__:
+                        type.__setattr__(value, "__firstlineno__", first_line(node))
+                        break
+        if moved or stmt.name is not None:
+            self.report.moved.append(stmt.label)
 
     # --- deletions and closures ------------------------------------------------------------
 
@@ -313,8 +402,10 @@ class Applier:
             if name not in self.ns:
                 continue
             value = self.ns.pop(name)
-            if isinstance(value, (types.FunctionType, type)):
-                self.graveyard[name] = value
+            if isinstance(value, (types.FunctionType, type)) or find_inner(value, name, self.path):
+                # with the statement that made it: what it comes back from is that version
+                node = next((s.node for s in self.plan.deleted if name in s.writes), None)
+                self.graveyard[name] = (value, node)
             self.report.deleted.append(name)
 
     def move_closures(self) -> None:
@@ -339,12 +430,50 @@ class Applier:
                 self.report.notes.append(str(exc))
 
 
+#: Class members that a later reload may bring back into the same object.
+_MEMBERS = (types.FunctionType, staticmethod, classmethod, property)
+
+
 def _decorators(node: ast.stmt) -> list[ast.expr]:
     return list(getattr(node, "decorator_list", []))
 
 
 def _dump(nodes: list[ast.expr]) -> str:
     return "|".join(ast.dump(n, include_attributes=False) for n in nodes)
+
+
+def _defined_in(func: types.FunctionType, node: ast.stmt) -> bool:
+    """Whether ``func`` was made by a ``def`` or ``lambda`` inside the statement ``node`` (of
+    the source its code was compiled from)."""
+    return first_line(node) <= func.__code__.co_firstlineno <= (node.end_lineno or 0)
+
+
+def _nested_codes(code: types.CodeType) -> list[types.CodeType]:
+    """The code objects nested in ``code``, recursively."""
+    found = []
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found += [const, *_nested_codes(const)]
+    return found
+
+
+def _functions_made_in(value: Any, path: str, depth: int = 0) -> list[types.FunctionType]:
+    """The functions of file ``path`` that ``value`` is or holds: itself, what its decorators
+    wrap, a property's accessors, and for a class its members (nested classes included)."""
+    found = []
+    for candidate in wrapper_chain(value):
+        if isinstance(candidate, property):
+            for accessor in (candidate.fset, candidate.fdel):
+                found += _functions_made_in(accessor, path, depth + 1)
+        if isinstance(candidate, types.FunctionType) and candidate.__code__.co_filename == path:
+            found.append(candidate)
+    if isinstance(value, type) and depth < 8:
+        for member in list(value.__dict__.values()):
+            if not isinstance(member, type) or member.__qualname__.startswith(
+                value.__qualname__ + "."
+            ):
+                found += _functions_made_in(member, path, depth + 1)
+    return found
 
 
 def _member_functions(value: Any) -> list[types.FunctionType]:

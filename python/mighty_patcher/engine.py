@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import mighty_patcher as native
-from .applier import Applier
+from .applier import Applier, Transform
 from .planner import Plan, plan_module
 from .report import ReloadReport, logger
 from .sources import Sources, read_source, resolve
@@ -36,39 +36,90 @@ AfterHook = Callable[[ReloadReport], None]
 
 
 class Engine:
-    def __init__(self, sources: Sources) -> None:
+    def __init__(self, sources: Sources, *, transform: Transform | None = None) -> None:
         self.sources = sources
+        #: ``transform(tree, path, source) -> tree`` applied to each statement's syntax tree
+        #: before it is compiled (see :data:`mighty_patcher.applier.Transform`); ``None``: none.
+        self.transform = transform
         self.lock = threading.RLock()
         self.before: list[BeforeHook] = []
         self.after: list[AfterHook] = []
         self._graveyards: dict[str, dict[str, Any]] = {}
         self._imports: dict[str, tuple[str, list[tuple[str, str, str]]]] = {}
+        #: Files said to be gone (with their directory), not to say it again.
+        self._missing: set[str] = set()
 
     # --- entry points ----------------------------------------------------------------------
 
     def reload_paths(self, paths: Iterable[str]) -> list[ReloadReport]:
         """Applies each changed file (in import order); one failing does not stop the rest."""
-        order = {f: i for i, f in enumerate(self.sources.tracked_files())}
-        reports = []
-        for path in sorted({resolve(p) for p in paths}, key=lambda p: order.get(p, len(order))):
-            reports += self.reload_file(path)
-        return reports
+        with self.lock:
+            tracked = self.sources.tracked_files()
+            order = {f: i for i, f in enumerate(tracked)}
+            wanted = {resolve(p) for p in paths}
+            wanted -= self._gone_directories(wanted, tracked)
+            reports = []
+            for path in sorted(wanted, key=lambda p: order.get(p, len(order))):
+                reports += self.reload_file(path)
+            return reports
+
+    def _gone_directories(self, paths: set[str], tracked: list[str]) -> set[str]:
+        """A directory deleted or renamed away takes its files along (a rename sends no event
+        for them): says once which modules keep running their last version, and returns the
+        paths that says it all for."""
+        tops: set[str] = set()
+        for path in paths:
+            if os.path.lexists(path):
+                continue
+            top = path
+            while True:
+                parent = os.path.dirname(top)
+                if parent == top or os.path.lexists(parent) or not self.sources.under_roots(parent):
+                    break
+                top = parent
+            if top != path or not path.endswith(".py"):  # a file alone: reload_file says so
+                tops.add(top)
+        handled: set[str] = set()
+        for top in sorted(tops):
+            below = top.rstrip(os.sep) + os.sep
+            handled |= {p for p in paths if p == top or p.startswith(below)}
+            files = [f for f in tracked if f.startswith(below) and not os.path.lexists(f)]
+            news = [f for f in files if f not in self._missing]
+            if news:
+                self._missing.update(news)
+                names = [m.__name__ for f in news for m in self.sources.modules_for(f)]
+                logger.warning(
+                    "%s was deleted or renamed away; %s keep%s running their last version",
+                    _relative(top),
+                    ", ".join(names),
+                    "s" if len(names) == 1 else "",
+                )
+        return handled
 
     def reload_changed(self) -> list[ReloadReport]:
-        """Applies every watched file whose text differs from the source last applied."""
-        changed = []
-        for path in self.sources.tracked_files():
-            try:
-                text = read_source(path)
-            except (OSError, UnicodeDecodeError, SyntaxError):
-                changed.append(path)
-                continue
-            if text != self.sources.baseline(path):
-                changed.append(path)
-        return self.reload_paths(changed)
+        """Applies every watched file whose text differs from the source last applied. A
+        reload another thread is making finishes first (its copies rebound, its hooks run):
+        when this returns, every save made before the call is applied."""
+        with self.lock:
+            changed = []
+            for path in self.sources.tracked_files():
+                try:
+                    if os.stat(path).st_size > self.max_size:
+                        raise OSError("too large")  # reload_file says so
+                    text = read_source(path)
+                except (OSError, UnicodeDecodeError, SyntaxError):
+                    changed.append(path)
+                    continue
+                if text != self.sources.baseline(path):
+                    changed.append(path)
+            return self.reload_paths(changed)
 
     def reload_file(self, path: str) -> list[ReloadReport]:
         with self.lock:
+            if not self.sources.under_roots(path):
+                # e.g. reached through a symbolic link inside a root: never followed out
+                logger.debug("%s is outside the watched roots: not reloaded", path)
+                return []
             modules = self.sources.modules_for(path)
             if not modules:
                 logger.debug("%s changed but backs no imported module: not executed", path)
@@ -76,15 +127,27 @@ class Engine:
             name = ", ".join(m.__name__ for m in modules)
             start = time.perf_counter()
             try:
+                size = os.stat(path).st_size
+                if size > self.max_size:
+                    error = _too_large(path, size, self.max_size)
+                    return [self._failed(name, path, start, error)]
                 source = read_source(path)
+                self._missing.discard(path)
             except FileNotFoundError:
-                logger.warning("%s was deleted; %s keeps running its last version", path, name)
+                if path not in self._missing:
+                    self._missing.add(path)
+                    logger.warning("%s was deleted; %s keeps running its last version", path, name)
                 return []
-            except (OSError, UnicodeDecodeError, SyntaxError) as exc:
-                return [self._failed(name, path, start, f"cannot read the file: {exc}")]
+            except UnicodeDecodeError as exc:
+                return [self._failed(name, path, start, _not_utf8(path, exc))]
+            except (OSError, SyntaxError) as exc:
+                error = f"cannot read {_relative(path)}: {exc}"
+                return [self._failed(name, path, start, error)]
             baseline = self.sources.baseline(path)
             if not source.strip() and baseline and baseline.strip():
                 source = self._confirm_empty(path, source)
+                if not source.strip():
+                    return [self._failed(name, path, start, _empty(path))]
             if source == baseline:
                 return []
             try:
@@ -104,14 +167,17 @@ class Engine:
             linecache.checkcache(path)
             report.seconds = time.perf_counter() - start
             self._finish(report)
-            return [report, *self._rebind_copies(modules, before)]
+            return [report, *self._rebind_copies(modules, before, _written(plan))]
 
-    #: How long a file that reads as empty must stay empty before it is applied as such.
+    #: How long a file that reads as empty is given to fill up before it is refused.
     empty_grace = 0.25
+    #: Larger files are not read: parsing 50 MB of statements takes a minute and gigabytes.
+    max_size = 10 * 1024 * 1024
 
     def _confirm_empty(self, path: str, source: str) -> str:
         """A file that suddenly reads as empty is more often half-written (truncated by a
-        writer not yet done) than emptied on purpose: read it again after a grace period."""
+        writer not yet done) or lost than emptied on purpose: read it again after a grace
+        period; still empty, it is refused (a comment in it empties the module)."""
         time.sleep(self.empty_grace)
         try:
             return read_source(path)
@@ -145,6 +211,7 @@ class Engine:
                         txn=txn,
                         report=report if not appliers else ReloadReport(module.__name__, path),
                         graveyard=self._graveyards.setdefault(module.__name__, {}),
+                        transform=self.transform,
                     )
                     applier.apply()
                     appliers.append(applier)
@@ -162,27 +229,37 @@ class Engine:
         return True
 
     def _rebind_copies(
-        self, modules: list[types.ModuleType], before: dict[str, dict[str, Any]]
+        self,
+        modules: list[types.ModuleType],
+        before: dict[str, dict[str, Any]],
+        in_place: frozenset[str] = frozenset(),
+        chain: frozenset[str] = frozenset(),
     ) -> list[ReloadReport]:
         """``from m import name [as alias]`` copies in other watched modules that still hold
         the value ``name`` had before the reload get the new one; the statements there that
-        read the alias re-run."""
+        read the alias re-run (also when ``name`` is in ``in_place``: redefined, or run again,
+        and patched into the same object), and what they change is passed on the same way to
+        the modules that import it in turn (``chain``: the modules already followed on the
+        way here, which an import cycle does not bring back)."""
         names = {m.__name__ for m in modules}
+        chain = chain | names
         changes: dict[str, tuple[Any, Any]] = {}
         for module in modules:
             saved = before.get(module.__name__, {})
             for key in set(saved) | set(module.__dict__):
                 old, new = saved.get(key, _MISSING), module.__dict__.get(key, _MISSING)
-                if old is not new and new is not _MISSING and old is not _MISSING:
-                    changes[key] = (old, new)
+                if new is _MISSING or old is _MISSING or (old is new and key not in in_place):
+                    continue
+                changes[key] = (old, new)
         if not changes:
             return []
         reports = []
         for other_path in self.sources.tracked_files():
             for other in self.sources.modules_for(other_path):
-                if other.__name__ in names:
+                if other.__name__ in chain:
                     continue
-                rebound = []
+                rebound, seeds = [], []
+                saved = dict(other.__dict__)  # a rebound copy is a change to pass on, too
                 for alias, source_module, name in self._import_table(other_path, other):
                     if source_module not in names:
                         continue
@@ -192,27 +269,44 @@ class Engine:
                             continue
                         target = member if name == "*" else alias
                         if other.__dict__.get(target, _MISSING) is change[0]:
-                            other.__dict__[target] = change[1]
-                            rebound.append(target)
-                if rebound:
-                    reports.append(self._follow_rebinding(other, other_path, rebound))
+                            if change[1] is not change[0]:
+                                other.__dict__[target] = change[1]
+                                rebound.append(target)
+                            seeds.append(target)
+                if seeds:
+                    reports += self._follow_rebinding(
+                        other, other_path, rebound, seeds, saved, chain
+                    )
         return reports
 
     def _follow_rebinding(
-        self, module: types.ModuleType, path: str, rebound: list[str]
-    ) -> ReloadReport:
+        self,
+        module: types.ModuleType,
+        path: str,
+        rebound: list[str],
+        seeds: list[str],
+        before: dict[str, Any],
+        chain: frozenset[str],
+    ) -> list[ReloadReport]:
+        """Re-runs the statements of ``module`` that read the ``seeds`` (the copies
+        ``rebound``, and names whose object was changed in place); then passes on what
+        changed there since ``before`` (its namespace before the rebinding)."""
         start = time.perf_counter()
         report = ReloadReport(module=module.__name__, file=path, rebound=sorted(rebound))
         source = self.sources.baseline(path)
-        if source is not None:
-            plan = plan_module(
-                source, source, path, seeds=rebound, is_main=module.__name__ == "__main__"
-            )
-            if plan.changed:
-                self._apply(plan, [module], path, source, source, report)
+        if source is None:
+            return []
+        plan = plan_module(source, source, path, seeds=seeds, is_main=module.__name__ == "__main__")
+        if not plan.changed and not rebound:
+            return []  # nothing read them: nothing to do, nothing to say
+        if plan.changed:
+            self._apply(plan, [module], path, source, source, report)
         report.seconds = time.perf_counter() - start
         self._finish(report)
-        return report
+        if not report.ok:
+            return [report]
+        later = self._rebind_copies([module], {module.__name__: before}, _written(plan), chain)
+        return [report, *later]
 
     def _import_table(self, path: str, module: types.ModuleType) -> list[tuple[str, str, str]]:
         """(alias, absolute module name, imported name or '*') of the module's top-level
@@ -270,6 +364,41 @@ class Engine:
                 notify(report.as_dict())
             except Exception:
                 logger.exception("reload callbacks failed")
+
+
+def _empty(path: str) -> str:
+    return (
+        f"{_relative(path)} is empty: not applied (to empty the module on purpose, leave a "
+        f"comment in it)"
+    )
+
+
+def _too_large(path: str, size: int, limit: int) -> str:
+    return (
+        f"{_relative(path)} is {size / 2**20:.1f} MiB, more than the {limit / 2**20:.1f} MiB "
+        f"a reload reads (Engine.max_size): not applied"
+    )
+
+
+def _not_utf8(path: str, exc: UnicodeDecodeError) -> str:
+    """Where the bytes that are not UTF-8 (or not the declared encoding) are."""
+    data = exc.object if isinstance(exc.object, bytes) else b""
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    return (
+        f"cannot read {_relative(path)}: line {line}, column {column} is not valid "
+        f"{exc.encoding} (byte {data[exc.start : exc.start + 1]!r}); save it as UTF-8, or "
+        f"declare its encoding in a coding line (PEP 263)"
+    )
+
+
+def _written(plan: Plan) -> frozenset[str]:
+    """The names the statements a plan runs or redefines assign."""
+    found: set[str] = set()
+    for step in plan.steps:
+        if step.action in ("run", "redefine"):
+            found |= step.new.writes
+    return frozenset(found)
 
 
 def _relative(path: str) -> str:

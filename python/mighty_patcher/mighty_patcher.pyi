@@ -183,7 +183,10 @@ class Watcher:
     most), so a writer that truncates, pauses and writes is reported once, complete. A
     deleted (or renamed away) file is reported after ``quiet`` if it is still missing then,
     so delete-and-recreate within that window is one change; the caller finds a reported path
-    missing when it was deleted. Reading a file is not a change.
+    missing when it was deleted. A watched directory deleted or renamed away is reported the
+    same way, by its own path (the one reported path that is not a ``.py`` file), since the
+    files a renamed directory takes along send no event of their own. Reading a file is not a
+    change.
 
     ``poll=True`` uses a polling watcher (notify's ``PollWatcher``) instead of inotify, for
     file systems without inotify events (network mounts, some containers): it checks every

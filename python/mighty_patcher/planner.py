@@ -13,7 +13,8 @@ Plan. In new-file order, each statement is one of:
 
 - ``keep``: unchanged, and none of the names it reads changed: not executed, so the state it
   made survives;
-- ``relocate``: an unchanged definition whose lines moved: its code objects are swapped for
+- ``relocate``: an unchanged definition whose lines moved (or an unchanged statement that
+  makes functions: a ``def`` inside an ``if``, a lambda): its code objects are swapped for
   ones with the new line numbers, nothing is executed;
 - ``redefine``: a definition that changed, or whose decorators, defaults or base classes read
   a changed name: built anew and patched into the existing object;
@@ -49,6 +50,9 @@ class Stmt:
     writes: frozenset[str]
     reads: frozenset[str]
     calls_reloading: bool
+    #: It makes functions (a ``def`` inside an ``if``, a lambda, a class), whose code objects
+    #: carry line numbers.
+    makes_code: bool = False
     _dump: str | None = None
 
     @property
@@ -77,6 +81,9 @@ class Step:
     action: Action
     new: Stmt
     old: Stmt | None  # its partner in the old source, if any
+    #: Names it reads that a statement run or redefined before it assigns (or that changed
+    #: from outside): a class body re-plans its members with them.
+    dirty: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -220,6 +227,7 @@ def analyse(node: ast.stmt, lines: list[str]) -> Stmt:
         writes=frozenset(names.writes),
         reads=frozenset(names.reads),
         calls_reloading=names.calls_reloading,
+        makes_code=kind == "other" and any(isinstance(n, SCOPES) for n in ast.walk(node)),
     )
 
 
@@ -340,11 +348,14 @@ def plan_body(
                 action = "keep"
         elif reads_dirty or stmt.calls_reloading:
             action = "run"
+        elif stmt.makes_code and (partner.text != stmt.text or partner.lineno != stmt.lineno):
+            action = "relocate"
         else:
             action = "keep"
+        step = Step(action, stmt, partner, frozenset(stmt.reads & dirty))
         if action in ("run", "redefine"):
             dirty |= stmt.writes
-        steps.append(Step(action, stmt, partner))
+        steps.append(step)
     matched = {id(p) for p in partners.values()}
     deleted = [s for s in old if id(s) not in matched]
     still_written = set().union(*(s.writes for s in new)) if new else set()
@@ -398,13 +409,24 @@ def plan_module(
 
 
 def class_plan(
-    old: ast.ClassDef, new: ast.ClassDef, old_lines: list[str], new_lines: list[str]
+    old: ast.ClassDef,
+    new: ast.ClassDef,
+    old_lines: list[str],
+    new_lines: list[str],
+    *,
+    seeds: Iterable[str] = (),
 ) -> tuple[bool, frozenset[str], frozenset[str], frozenset[str]]:
     """The member-level plan of a class whose definition changed: which names to take from
     the new class, which to remove, and whether the header (bases, keywords, decorators,
-    type parameters) changed, in which case the whole class is taken."""
+    type parameters) changed, in which case the whole class is taken.
+
+    ``seeds``: module-level names that changed before the class statement; the members that
+    read them (``a = X * 2``, a default ``b=X``, a decorator) are taken too, even when their
+    text is the same."""
     header_changed = _header(old) != _header(new)
-    steps, _, removed = plan_body(statements(old.body, old_lines), statements(new.body, new_lines))
+    steps, _, removed = plan_body(
+        statements(old.body, old_lines), statements(new.body, new_lines), seeds=seeds
+    )
     update: set[str] = set()
     relocated: set[str] = set()
     for step in steps:

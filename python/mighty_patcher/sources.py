@@ -42,6 +42,7 @@ class Sources:
         self._lock = threading.Lock()
         self._by_file: dict[str, list[str]] = {}
         self._indexed_modules = -1
+        self._adopted: dict[str, list[types.ModuleType]] = {}
         self._hook: Any = None
 
     # --- roots and files -------------------------------------------------------------------
@@ -90,14 +91,31 @@ class Sources:
             file = getattr(module, "__file__", None)
             if module is not None and (file is None or resolve(file) == path or name == dotted):
                 modules.append(module)
+        for module in self._adopted.get(path, ()):
+            if all(module is not m for m in modules):
+                modules.append(module)
         return modules
 
     def tracked_files(self) -> list[str]:
-        """Files under the roots that back an imported module, in import order."""
+        """Files under the roots that back an imported module, in import order (adopted
+        modules last)."""
         self._reindex()
         order = {name: i for i, name in enumerate(sys.modules)}
         files = [f for f in self._by_file if self.under_roots(f)]
-        return sorted(files, key=lambda f: min(order.get(n, 0) for n in self._by_file[f]))
+        files.sort(key=lambda f: min(order.get(n, 0) for n in self._by_file[f]))
+        adopted = list(self._adopted)  # a copy: another thread may adopt meanwhile
+        return files + [f for f in adopted if f not in self._by_file and self.under_roots(f)]
+
+    def adopt(self, module: types.ModuleType) -> None:
+        """Follows a module the program keeps outside ``sys.modules`` (pytest does so with
+        ``conftest.py`` files outside packages, which all have the name ``conftest``): its
+        ``__file__`` backs it from now on, as if it were imported."""
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or not file.endswith(".py"):
+            return
+        adopted = self._adopted.setdefault(resolve(file), [])
+        if all(module is not m for m in adopted):
+            adopted.append(module)
 
     # --- sources ---------------------------------------------------------------------------
 

@@ -23,6 +23,9 @@
 //!   all (its events still in flight), the path waits one more quiet period as a change.
 //! - One path is reported once per batch, however many events it had. Once reported it is
 //!   clean again, keeping its count of open handles.
+//! - A watched directory deleted or renamed away is reported too (its own path, the one
+//!   exception to `.py` only) after `quiet`, if it is still missing then: a directory renamed
+//!   away sends no event for the files it takes along, and the caller must learn they are gone.
 //!
 //! Open handles are counted per path: opens minus closes, never below zero (a handle opened
 //! before the watch began closes without having been counted). A deletion, a creation or a
@@ -96,6 +99,8 @@ impl Entry {
 pub struct Coalescer {
     quiet: Duration,
     entries: HashMap<PathBuf, Entry>,
+    /// Watched directories deleted or renamed away, with when.
+    gone_dirs: HashMap<PathBuf, Instant>,
 }
 
 impl Coalescer {
@@ -103,7 +108,21 @@ impl Coalescer {
         Coalescer {
             quiet,
             entries: HashMap::new(),
+            gone_dirs: HashMap::new(),
         }
+    }
+
+    /// Records that the watched directory `dir` was deleted or renamed away at `now`. The
+    /// handles counted open on files below it refer to files no longer there (as for a
+    /// deletion or a rename of the file itself): forgotten, so that files put back there
+    /// are not held back by them.
+    pub fn feed_gone_dir(&mut self, dir: &Path, now: Instant) {
+        self.gone_dirs.insert(dir.to_owned(), now);
+        for (_, entry) in self.entries.iter_mut().filter(|(p, _)| p.starts_with(dir)) {
+            entry.open = 0;
+        }
+        self.entries
+            .retain(|_, e| e.phase != Phase::Clean || e.open > 0);
     }
 
     /// Records that `change` happened to `path` at `now`; other paths than `.py` are ignored.
@@ -146,14 +165,17 @@ impl Coalescer {
 
     /// The earliest moment a pending path becomes reportable, if any is pending.
     pub fn next_due(&self) -> Option<Instant> {
+        let dirs = self.gone_dirs.values().map(|&t| t + self.quiet);
         self.entries
             .values()
             .filter_map(|e| e.due(self.quiet))
+            .chain(dirs)
             .min()
     }
 
     /// Takes every path reportable at `now`, sorted. A deletion is taken only if `exists`
     /// says the path is still missing; otherwise it waits another quiet period as a change.
+    /// A gone directory that exists again is dropped (watched again, its files reported).
     pub fn take_due(
         &mut self,
         now: Instant,
@@ -161,6 +183,15 @@ impl Coalescer {
     ) -> Vec<PathBuf> {
         let mut ready = Vec::new();
         let quiet = self.quiet;
+        self.gone_dirs.retain(|dir, &mut when| {
+            if when + quiet > now {
+                return true;
+            }
+            if !exists(dir) {
+                ready.push(dir.clone());
+            }
+            false
+        });
         for (path, entry) in &mut self.entries {
             if entry.due(quiet).is_none_or(|due| due > now) {
                 continue;
@@ -370,6 +401,31 @@ mod tests {
         c.feed(&other, Change::MovedIn, t0 + ms(1));
         assert_eq!(c.take_due(t0 + ms(20), missing), vec![p, other]);
         assert!(c.take_due(t0 + ms(40), missing).is_empty());
+    }
+
+    #[test]
+    fn a_directory_gone_is_reported_after_the_window_if_still_missing() {
+        let (mut c, t0, p) = setup();
+        let dir = PathBuf::from("/src/pkg");
+        c.feed_gone_dir(&dir, t0);
+        c.feed(&p, Change::Removed, t0);
+        assert_eq!(c.next_due(), Some(t0 + QUIET));
+        assert!(c.take_due(t0 + ms(4), missing).is_empty());
+        assert_eq!(c.take_due(t0 + ms(5), missing), vec![dir.clone(), p]);
+        c.feed_gone_dir(&dir, t0 + ms(10));
+        assert!(c.take_due(t0 + ms(15), present).is_empty(), "back already");
+        assert_eq!(c.next_due(), None);
+    }
+
+    #[test]
+    fn handles_open_below_a_directory_gone_no_longer_hold_its_files_back() {
+        let (mut c, t0, p) = setup();
+        c.feed(&p, Change::Opened, t0);
+        c.feed_gone_dir(Path::new("/src/pkg"), t0 + ms(1));
+        assert!(c.entries.is_empty());
+        // The directory is back (renamed in): its files are reported after the quiet period.
+        c.feed(&p, Change::Modified, t0 + ms(2));
+        assert_eq!(c.take_due(t0 + ms(7), present), vec![p]);
     }
 
     #[test]

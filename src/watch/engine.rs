@@ -102,6 +102,11 @@ impl Shared {
         self.wake.notify_all();
     }
 
+    fn feed_gone_dir(&self, dir: &Path) {
+        self.lock().coalescer.feed_gone_dir(dir, Instant::now());
+        self.wake.notify_all();
+    }
+
     fn fail(&self, failure: Failure) {
         self.lock().failures.push_back(failure);
         self.wake.notify_all();
@@ -479,9 +484,13 @@ impl Keeper {
         shared.watched.store(self.tree.count(), Ordering::Relaxed);
     }
 
-    /// `path` was deleted or renamed away: forget it if it was a watched directory.
+    /// `path` was deleted or renamed away: forget it if it was a watched directory, and
+    /// report it (a rename sends no event for the files it takes along).
     fn vanished(&mut self, path: &Path) {
         let gone = self.tree.forget(path);
+        if !gone.is_empty() {
+            self.shared.feed_gone_dir(path);
+        }
         for dir in &gone {
             // inotify drops the watch of a deleted or moved directory itself, and notify its
             // record of it; the poll loop keeps scanning until told.
