@@ -33,7 +33,7 @@ test-rust: $(BIN)/python
 	cargo test --quiet
 
 test-python: build
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 ## Build, layout-check and test on every supported CPython (3.10-3.15), and print a table;
 ## FREE_THREADED=1 adds the free-threaded 3.14t build.

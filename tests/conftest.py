@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 
@@ -14,6 +15,14 @@ import pytest
 import mighty_patcher
 
 ROOT = Path(__file__).resolve().parent.parent
+
+if sysconfig.get_config_var("Py_GIL_DISABLED"):
+    # On a free-threaded build CPython warns, in every process that imports the extension,
+    # that it enabled the GIL for it (see README, "Supported interpreters"): expected here,
+    # and noise in the output of the programs the tests run.
+    os.environ.setdefault(
+        "PYTHONWARNINGS", "ignore:The global interpreter lock (GIL) has been enabled:RuntimeWarning"
+    )
 WARM = 3000
 SPECIALISING = sys.version_info >= (3, 11)
 

@@ -391,3 +391,18 @@ def test_warm_attribute_and_init_sites_follow_a_class_patch(isolated):
             assert site() == (1020, 10, 10), site()
         """
     )
+
+
+def test_new_bases_that_would_take_the_instance_dict_away_need_a_restart(mp):
+    """Dropping the base that gave instances their ``__dict__`` (CPython 3.15 allows the
+    ``__bases__`` assignment; earlier versions refuse it): the class would be left with no
+    ``__dict__`` descriptor, so ``vars(obj)`` would fail on every instance."""
+    ns: dict = {}
+    build("class Base:\n    def __init__(self):\n        self.n = 1\n", ns, "Base")
+    C = build("class C(Base):\n    pass\n", ns)
+    obj = C()
+    new = build("class C:\n    def __init__(self):\n        self.n = 2\n", ns)
+    with pytest.raises(mp.NeedsRestart, match="the bases of C changed"):
+        mp.patch_class(C, new)
+    assert C.__bases__ == (ns["Base"],)
+    assert vars(obj) == {"n": 1} and vars(C()) == {"n": 1}

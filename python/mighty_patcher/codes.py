@@ -8,7 +8,7 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["code_of_definition", "find_inner", "nested_pairs", "wrapper_chain"]
+__all__ = ["find_inner", "nested_pairs", "wrapper_chain"]
 
 
 def _children(code: types.CodeType) -> list[types.CodeType]:
@@ -35,15 +35,6 @@ def nested_pairs(
         if partner is not None:
             yield child, partner
             yield from nested_pairs(child, partner)
-
-
-def code_of_definition(module_code: types.CodeType, name: str) -> types.CodeType | None:
-    """The code object of definition ``name`` among the constants of a compiled one-statement
-    module (a function's body, or a class's body)."""
-    for child in _children(module_code):
-        if child.co_name == name:
-            return child
-    return None
 
 
 def wrapper_chain(obj: Any) -> Iterator[Any]:

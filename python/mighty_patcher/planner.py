@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 __all__ = ["Action", "Plan", "Step", "Stmt", "analyse", "plan_module"]
@@ -231,8 +231,42 @@ def analyse(node: ast.stmt, lines: list[str]) -> Stmt:
     )
 
 
-def statements(body: Iterable[ast.stmt], lines: list[str]) -> list[Stmt]:
-    return [analyse(node, lines) for node in body]
+def statements(
+    body: Iterable[ast.stmt], lines: list[str], known: dict[str, Stmt] | None = None
+) -> list[Stmt]:
+    """The statements of a body. ``known``: statements analysed before, by text; one with the
+    same text reads and writes the same names, so only its node and position are new."""
+    result = []
+    for node in body:
+        text = segment(lines, node)
+        seen = known.get(text) if known else None
+        if seen is None or type(seen.node) is not type(node):
+            result.append(analyse(node, lines))
+        else:
+            result.append(replace(seen, node=node, _dump=seen._dump))
+    return result
+
+
+class _Parsed:
+    """The last source parsed for each file, with its statements: the next reload plans from
+    that source (its baseline), so it is not parsed again, and the statements of the new
+    source that kept their text are not analysed again."""
+
+    def __init__(self) -> None:
+        self._by_file: dict[str, tuple[str, ast.Module, list[Stmt]]] = {}
+
+    def get(self, source: str, filename: str) -> tuple[ast.Module, list[Stmt]]:
+        cached = self._by_file.get(filename)
+        if cached is not None and cached[0] == source:
+            return cached[1], cached[2]
+        tree = ast.parse(source, filename)
+        known = {s.text: s for s in cached[2]} if cached is not None else None
+        stmts = statements(tree.body, source.splitlines(keepends=True), known)
+        self._by_file[filename] = (source, tree, stmts)
+        return tree, stmts
+
+
+_parsed = _Parsed()
 
 
 # --- matching --------------------------------------------------------------------------------
@@ -386,16 +420,13 @@ def plan_module(
 
     Raises ``SyntaxError`` if ``new_source`` does not parse; nothing else.
     """
-    new_tree = ast.parse(new_source, filename)
     if old_source is None:
-        new_stmts = statements(new_tree.body, new_source.splitlines(keepends=True))
+        new_tree, new_stmts = _parsed.get(new_source, filename)
         steps = [Step("redefine" if s.name is not None else "keep", s, None) for s in new_stmts]
         return Plan(steps, [], frozenset(), new_tree, future_flags(new_tree))
-    old_tree = ast.parse(old_source, filename)
-    old_lines = old_source.splitlines(keepends=True)
-    new_lines = new_source.splitlines(keepends=True)
-    old_stmts = statements(old_tree.body, old_lines)
-    new_stmts = statements(new_tree.body, new_lines)
+    # The baseline first: usually the source the last reload parsed, found in the cache.
+    _, old_stmts = _parsed.get(old_source, filename)
+    new_tree, new_stmts = _parsed.get(new_source, filename)
     steps, deleted, removed = plan_body(old_stmts, new_stmts, seeds=seeds, skip_main_guard=is_main)
     changed = bool(deleted) or any(s.action != "keep" for s in steps)
     return Plan(

@@ -186,6 +186,9 @@ unsafe fn prepare(
         }
         let old_dict = Borrowed::from_ptr((*o).tp_dict).expect("heap types have a dict");
         let new_dict = Borrowed::from_ptr((*n).tp_dict).expect("heap types have a dict");
+        if plan.new_bases.is_some() {
+            check_own_descriptors(state, old, old_dict, new_dict)?;
+        }
         let slots = slot_names(o);
         let own = |name: &str| OWN_ENTRIES.contains(&name) || slots.iter().any(|s| s == name);
 
@@ -415,6 +418,46 @@ unsafe fn check_layout(state: &State, old: Borrowed<'_>, new: Borrowed<'_>) -> P
                      C-level fields): instances made before the edit cannot follow; restart \
                      to apply this change",
                     qualname(old)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A class reaches the `__dict__` and `__weakref__` of its instances through descriptors that
+/// `type_new` stores in the first class of the hierarchy that added them, and that apply to
+/// instances of that class only. When the new bases no longer provide them and the new class
+/// carries its own (it is the first in its own hierarchy to add them), the old class, which
+/// relied on its old bases, would be left without: `obj.__dict__` and `vars(obj)` would fail
+/// on every instance (CPython 3.15 allows such a `__bases__` assignment, earlier versions
+/// refuse it). The new class's descriptors cannot be moved over: they check their own type.
+unsafe fn check_own_descriptors(
+    state: &State,
+    old: Borrowed<'_>,
+    old_dict: Borrowed<'_>,
+    new_dict: Borrowed<'_>,
+) -> PyResult<()> {
+    for name in [c"__dict__", c"__weakref__"] {
+        // SAFETY: both are live class dicts; the key is a static C string; the results are
+        // borrowed (and only compared with NULL), or NULL with an exception set on failure.
+        let (in_old, in_new) = unsafe {
+            let key = Owned::from_new(PyUnicode_FromString(name.as_ptr()))?;
+            let in_old = PyDict_GetItemWithError(old_dict.as_ptr(), key.as_ptr());
+            let in_new = PyDict_GetItemWithError(new_dict.as_ptr(), key.as_ptr());
+            if !PyErr_Occurred().is_null() {
+                return Err(Raised);
+            }
+            (!in_old.is_null(), !in_new.is_null())
+        };
+        if in_new && !in_old {
+            return Err(raise(
+                state.needs_restart,
+                &format!(
+                    "the bases of {} changed and its instances would lose the {} their old \
+                     bases gave them; restart to apply this change",
+                    qualname(old),
+                    name.to_string_lossy()
                 ),
             ));
         }
