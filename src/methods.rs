@@ -234,17 +234,36 @@ pub unsafe extern "C" fn run_selftest(
     })
 }
 
+/// Runs `operation` for a METH_O module function with its module and its one argument.
+///
+/// # Safety
+/// CPython's METH_O convention: `module` and `arg` are borrowed and non-null, GIL held.
+unsafe fn meth_o(
+    module: *mut PyObject,
+    arg: *mut PyObject,
+    operation: impl FnOnce(Borrowed<'_>, Borrowed<'_>) -> PyResult<Owned>,
+) -> *mut PyObject {
+    // SAFETY: per this function's contract.
+    let (module, arg) = unsafe {
+        (
+            Borrowed::from_ptr(module).expect("module"),
+            Borrowed::from_ptr(arg).expect("argument"),
+        )
+    };
+    finish(operation(module, arg))
+}
+
 pub unsafe extern "C" fn add_reload_callback(
     module: *mut PyObject,
     callback: *mut PyObject,
 ) -> *mut PyObject {
-    // SAFETY: METH_O: `callback` is a borrowed argument; module-level function, GIL held.
-    finish(unsafe {
-        let callback = Borrowed::from_ptr(callback).expect("argument");
-        let module = Borrowed::from_ptr(module).expect("module");
-        // Returns the callable, so that it can be used as a decorator.
-        callbacks::add_python(module, callback).map(|()| callback.to_owned())
-    })
+    // SAFETY: METH_O module-level function; `callback` is borrowed for the call.
+    unsafe {
+        meth_o(module, callback, |module, callback| {
+            // Returns the callable, so that it can be used as a decorator.
+            callbacks::add_python(module, callback).map(|()| callback.to_owned())
+        })
+    }
 }
 
 pub unsafe extern "C" fn remove_reload_callback(
@@ -252,11 +271,11 @@ pub unsafe extern "C" fn remove_reload_callback(
     callback: *mut PyObject,
 ) -> *mut PyObject {
     // SAFETY: as `add_reload_callback`.
-    finish(unsafe {
-        let callback = Borrowed::from_ptr(callback).expect("argument");
-        let module = Borrowed::from_ptr(module).expect("module");
-        callbacks::remove_python(module, callback).and_then(|()| none())
-    })
+    unsafe {
+        meth_o(module, callback, |module, callback| {
+            callbacks::remove_python(module, callback).and_then(|()| none())
+        })
+    }
 }
 
 pub unsafe extern "C" fn notify_reloaded(
@@ -264,9 +283,9 @@ pub unsafe extern "C" fn notify_reloaded(
     report: *mut PyObject,
 ) -> *mut PyObject {
     // SAFETY: as `add_reload_callback`.
-    finish(unsafe {
-        let report = Borrowed::from_ptr(report).expect("argument");
-        let module = Borrowed::from_ptr(module).expect("module");
-        callbacks::notify(module, report).and_then(|()| none())
-    })
+    unsafe {
+        meth_o(module, report, |module, report| {
+            callbacks::notify(module, report).and_then(|()| none())
+        })
+    }
 }

@@ -10,8 +10,8 @@ use core::ptr;
 
 use pyo3_ffi::{
     METH_NOARGS, METH_VARARGS, Py_False, Py_TPFLAGS_DEFAULT, Py_TYPE, Py_tp_doc, Py_tp_methods,
-    PyMethodDef, PyMethodDefPointer, PyObject, PyThread_get_thread_ident, PyType_FromModuleAndSpec,
-    PyType_GenericAlloc, PyType_GetModule, PyType_Slot, PyType_Spec,
+    PyMethodDef, PyMethodDefPointer, PyObject, PyThread_get_thread_ident, PyType_GenericAlloc,
+    PyType_GetModule, PyType_Slot, PyType_Spec,
 };
 
 use crate::errors::PyResult;
@@ -160,20 +160,9 @@ static mut SPEC: PyType_Spec = PyType_Spec {
     slots: (&raw mut SLOTS).cast(),
 };
 
-/// Creates the `Reloading` type for `module`.
-///
-/// # Safety
-/// GIL held, during module exec.
-pub unsafe fn create_type(module: *mut PyObject) -> PyResult<Owned> {
-    // SAFETY: SPEC and its tables are statics that live forever; CPython copies what it needs.
-    // Returns a new reference to the type, which keeps `module` alive.
-    unsafe {
-        Owned::from_new(PyType_FromModuleAndSpec(
-            module,
-            &raw mut SPEC,
-            ptr::null_mut(),
-        ))
-    }
+/// The spec of the `Reloading` type, which `state` creates for the module.
+pub fn spec() -> *mut PyType_Spec {
+    &raw mut SPEC
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use core::ptr;
 
 use pyo3_ffi::{
     Py_CLEAR, PyErr_NewExceptionWithDoc, PyExc_Exception, PyModule_AddObjectRef, PyModule_GetState,
-    PyObject, PyUnicode_FromString, visitproc,
+    PyObject, PyType_FromModuleAndSpec, PyType_Spec, PyUnicode_FromString, visitproc,
 };
 
 use crate::errors::{PyResult, Raised};
@@ -14,6 +14,17 @@ use crate::patch::keepalive;
 use crate::refs::Owned;
 use crate::reloading::{self, Depths};
 use crate::{abi, callbacks, capi, watch};
+
+/// Creates a heap type from a static `spec` for `module` (the type keeps the module alive, and
+/// its methods find the module's state through it).
+///
+/// # Safety
+/// GIL held, during module exec; `spec` and its tables are statics, which CPython may read
+/// after this returns.
+unsafe fn new_type(module: *mut PyObject, spec: *mut PyType_Spec) -> PyResult<Owned> {
+    // SAFETY: per this function's contract; returns a new reference.
+    unsafe { Owned::from_new(PyType_FromModuleAndSpec(module, spec, ptr::null_mut())) }
+}
 
 /// Lives in the module object (`m_size`); CPython zero-fills it before `exec` runs.
 #[repr(C)]
@@ -88,14 +99,14 @@ unsafe fn try_exec(module: *mut PyObject) -> PyResult<()> {
         state.patch_error = patch_error.into_raw();
         state.needs_restart = needs_restart.into_raw();
 
-        let reloading_type = reloading::create_type(module)?;
+        let reloading_type = new_type(module, reloading::spec())?;
         add(module, c"Reloading", &reloading_type)?;
         state.reloading_type = reloading_type.into_raw();
 
         let watch_error = watch::create_error()?;
         add(module, c"WatchError", &watch_error)?;
         state.watch_error = watch_error.into_raw();
-        let watcher_type = watch::create_type(module)?;
+        let watcher_type = new_type(module, watch::spec())?;
         add(module, c"Watcher", &watcher_type)?;
         state.watcher_type = watcher_type.into_raw();
 

@@ -18,4 +18,4 @@ mod object;
 mod poll;
 mod tree;
 
-pub use object::{create_error, create_type};
+pub use object::{create_error, spec};

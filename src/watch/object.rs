@@ -25,9 +25,9 @@ use pyo3_ffi::{
     PyFloat_AsDouble, PyGetSetDef, PyIter_Next, PyLong_FromLong, PyLong_FromSize_t, PyMethodDef,
     PyMethodDefPointer, PyOS_FSPath, PyObject, PyObject_Call, PyObject_GetIter, PySet_Add,
     PySet_New, PyThreadState, PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SetItem,
-    PyType_FromModuleAndSpec, PyType_GenericAlloc, PyType_GetModule, PyType_GetSlot, PyType_Slot,
-    PyType_Spec, PyTypeObject, PyUnicode_Check, PyUnicode_DecodeFSDefaultAndSize,
-    PyUnicode_EncodeFSDefault, PyUnicode_InternFromString,
+    PyType_GenericAlloc, PyType_GetModule, PyType_GetSlot, PyType_Slot, PyType_Spec, PyTypeObject,
+    PyUnicode_Check, PyUnicode_DecodeFSDefaultAndSize, PyUnicode_EncodeFSDefault,
+    PyUnicode_InternFromString,
 };
 
 use super::engine::{Engine, Options, Shared, Waited};
@@ -715,20 +715,9 @@ static mut SPEC: PyType_Spec = PyType_Spec {
     slots: (&raw mut SLOTS).cast(),
 };
 
-/// Creates the `Watcher` type for `module`.
-///
-/// # Safety
-/// GIL held, during module exec.
-pub unsafe fn create_type(module: *mut PyObject) -> PyResult<Owned> {
-    // SAFETY: SPEC and its tables are statics that live forever; CPython copies what it needs.
-    // Returns a new reference to the type, which keeps `module` alive.
-    unsafe {
-        Owned::from_new(PyType_FromModuleAndSpec(
-            module,
-            &raw mut SPEC,
-            ptr::null_mut(),
-        ))
-    }
+/// The spec of the `Watcher` type, which `state` creates for the module.
+pub fn spec() -> *mut PyType_Spec {
+    &raw mut SPEC
 }
 
 /// Creates the `WatchError(OSError)` exception type.
