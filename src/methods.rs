@@ -14,14 +14,15 @@ use crate::state;
 use crate::{abi, callbacks, heap, patch, reloading, selftest};
 
 /// Converts an operation's result to what CPython expects from a method.
-fn finish(result: PyResult<Owned>) -> *mut PyObject {
+pub(crate) fn finish(result: PyResult<Owned>) -> *mut PyObject {
     match result {
         Ok(value) => value.into_raw(),
         Err(Raised) => ptr::null_mut(),
     }
 }
 
-fn none() -> PyResult<Owned> {
+/// A new reference to `None`, as a method's result.
+pub(crate) fn none() -> PyResult<Owned> {
     // SAFETY: Py_None is a live singleton; `to_owned` takes a new reference to it.
     Ok(unsafe { Borrowed::from_ptr(Py_None()) }
         .expect("None")
@@ -33,7 +34,8 @@ fn boolean(value: bool) -> PyResult<Owned> {
     unsafe { Owned::from_new(PyBool_FromLong(value.into())) }
 }
 
-fn type_error(message: &str) -> Raised {
+/// Sets a `TypeError` with `message`.
+pub(crate) fn type_error(message: &str) -> Raised {
     // SAFETY: static exception type.
     raise(unsafe { PyExc_TypeError }, message)
 }
@@ -164,11 +166,11 @@ pub unsafe extern "C" fn patch_class(
 }
 
 pub unsafe extern "C" fn functions_using(
-    _module: *mut PyObject,
+    module: *mut PyObject,
     codes: *mut PyObject,
 ) -> *mut PyObject {
-    // SAFETY: METH_O: `codes` is a borrowed argument; GIL held.
-    finish(unsafe { heap::functions_using(Borrowed::from_ptr(codes).expect("argument")) })
+    // SAFETY: METH_O module-level function; `codes` is borrowed for the call, GIL held.
+    unsafe { meth_o(module, codes, |_, codes| heap::functions_using(codes)) }
 }
 
 pub unsafe extern "C" fn currently_reloading(
@@ -190,22 +192,24 @@ pub unsafe extern "C" fn reloading_context(
 }
 
 pub unsafe extern "C" fn specialization_version(
-    _module: *mut PyObject,
+    module: *mut PyObject,
     func: *mut PyObject,
 ) -> *mut PyObject {
-    // SAFETY: METH_O with a borrowed argument; the version is read only from functions.
-    finish(unsafe {
-        if PyFunction_Check(func) == 0 {
-            Err(type_error(
-                "specialization_version() takes a Python function",
-            ))
-        } else {
-            match abi::version::of(func.cast()) {
+    // SAFETY: METH_O with a borrowed argument; the version is read only from functions, and
+    // PyLong_FromUnsignedLong returns a new reference or NULL with an exception.
+    unsafe {
+        meth_o(module, func, |_, func| {
+            if PyFunction_Check(func.as_ptr()) == 0 {
+                return Err(type_error(
+                    "specialization_version() takes a Python function",
+                ));
+            }
+            match abi::version::of(func.as_ptr().cast()) {
                 Some(v) => Owned::from_new(PyLong_FromUnsignedLong(v.into())),
                 None => none(),
             }
-        }
-    })
+        })
+    }
 }
 
 pub unsafe extern "C" fn build_info(module: *mut PyObject, _: *mut PyObject) -> *mut PyObject {

@@ -44,8 +44,6 @@ pub struct State {
     pub callbacks: *mut callbacks::Registry,
     /// `WatchError(OSError)`: watching files failed (`watch`). Strong reference.
     pub watch_error: *mut PyObject,
-    /// The `Watcher` type (`watch`). Strong reference.
-    pub watcher_type: *mut PyObject,
 }
 
 /// The state of `module`.
@@ -108,7 +106,6 @@ unsafe fn try_exec(module: *mut PyObject) -> PyResult<()> {
         state.watch_error = watch_error.into_raw();
         let watcher_type = new_type(module, watch::spec())?;
         add(module, c"Watcher", &watcher_type)?;
-        state.watcher_type = watcher_type.into_raw();
 
         state.code_extra_index = keepalive::request_index()?;
 
@@ -152,7 +149,6 @@ pub unsafe extern "C" fn traverse(
             (*state).needs_restart,
             (*state).reloading_type,
             (*state).watch_error,
-            (*state).watcher_type,
         ] {
             if !field.is_null() {
                 let status = visit(field, arg);
@@ -187,7 +183,6 @@ pub unsafe extern "C" fn clear(module: *mut PyObject) -> c_int {
             Py_CLEAR(&mut (*state).needs_restart);
             Py_CLEAR(&mut (*state).reloading_type);
             Py_CLEAR(&mut (*state).watch_error);
-            Py_CLEAR(&mut (*state).watcher_type);
         }
     }
     0

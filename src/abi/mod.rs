@@ -108,10 +108,12 @@ impl Running {
     }
 }
 
-/// On a free-threaded build, patching needs the GIL to be enabled: CPython enables it while
-/// this module is loaded, because the module does not declare `Py_mod_gil` (its raw writes
-/// to function fields must not race with other threads running those functions), unless the
-/// user forced it off with `PYTHON_GIL=0` / `-X gil=0`. Then every patch is refused.
+/// On a free-threaded build, patching and watching need the GIL to be enabled: CPython
+/// enables it while this module is loaded, because the module does not declare `Py_mod_gil`
+/// (its raw writes to function fields must not race with other threads running those
+/// functions, and a `Watcher`'s methods rely on the GIL to serialise them), unless the user
+/// forced it off with `PYTHON_GIL=0` / `-X gil=0`. Then every patch, and every new `Watcher`,
+/// is refused. Called once per call from Python, by its entry point.
 pub fn require_gil() -> Result<(), Raised> {
     #[cfg(Py_GIL_DISABLED)]
     {
@@ -128,9 +130,10 @@ pub fn require_gil() -> Result<(), Raised> {
             }
             return Err(raise(
                 pyo3_ffi::PyExc_RuntimeError,
-                "the GIL is disabled (PYTHON_GIL=0 or -X gil=0): patching a function while \
-                 other threads may run it would race with them; run with the GIL enabled, as \
-                 CPython does by default when mighty_patcher is imported",
+                "the GIL is disabled (PYTHON_GIL=0 or -X gil=0): mighty_patcher relies on it \
+                 to keep other threads out while it patches functions and classes or runs a \
+                 Watcher; run with the GIL enabled, as CPython does by default when \
+                 mighty_patcher is imported",
             ));
         }
     }

@@ -33,7 +33,7 @@ use pyo3_ffi::{
 };
 
 use crate::errors::{PyResult, Raised, raise, take_message, text, utf8};
-use crate::patch::function::patch_function;
+use crate::patch::function::patch_function_unchecked;
 use crate::refs::{Borrowed, Owned, new_ref_opt};
 use crate::state::State;
 
@@ -140,7 +140,8 @@ pub unsafe fn patch_class(
 ) -> PyResult<()> {
     crate::abi::require_gil()?;
     // SAFETY: both arguments are alive for the call; the plan holds strong references to all
-    // it touches, so nothing it refers to can disappear while it is applied.
+    // it touches, so nothing it refers to can disappear while it is applied. The GIL check
+    // `commit` relies on was just made.
     unsafe {
         let plan = prepare(state, old, new, filter)?;
         commit(state, plan)
@@ -312,6 +313,9 @@ unsafe fn attr(obj: *mut PyObject, name: &core::ffi::CStr) -> PyResult<Owned> {
 }
 
 /// `dict[key]` as a new reference, `None` if absent.
+///
+/// # Safety
+/// `dict` is a live dict; GIL held.
 unsafe fn lookup(dict: Borrowed<'_>, key: Borrowed<'_>) -> PyResult<Option<Owned>> {
     // SAFETY: `dict` is a live dict; the result is borrowed from it, so we take our own
     // reference at once.
@@ -432,23 +436,22 @@ unsafe fn check_layout(state: &State, old: Borrowed<'_>, new: Borrowed<'_>) -> P
 /// relied on its old bases, would be left without: `obj.__dict__` and `vars(obj)` would fail
 /// on every instance (CPython 3.15 allows such a `__bases__` assignment, earlier versions
 /// refuse it). The new class's descriptors cannot be moved over: they check their own type.
-unsafe fn check_own_descriptors(
+fn check_own_descriptors(
     state: &State,
     old: Borrowed<'_>,
     old_dict: Borrowed<'_>,
     new_dict: Borrowed<'_>,
 ) -> PyResult<()> {
     for name in [c"__dict__", c"__weakref__"] {
-        // SAFETY: both are live class dicts; the key is a static C string; the results are
-        // borrowed (and only compared with NULL), or NULL with an exception set on failure.
+        // SAFETY: a static NUL-terminated string; a new reference or NULL with an exception.
+        let key = unsafe { Owned::from_new(PyUnicode_FromString(name.as_ptr())) }?;
+        // SAFETY: both are the `tp_dict` of live heap types (the caller's), so live dicts;
+        // `key` is a live str; `lookup` returns with no exception set unless it fails.
         let (in_old, in_new) = unsafe {
-            let key = Owned::from_new(PyUnicode_FromString(name.as_ptr()))?;
-            let in_old = PyDict_GetItemWithError(old_dict.as_ptr(), key.as_ptr());
-            let in_new = PyDict_GetItemWithError(new_dict.as_ptr(), key.as_ptr());
-            if !PyErr_Occurred().is_null() {
-                return Err(Raised);
-            }
-            (!in_old.is_null(), !in_new.is_null())
+            (
+                lookup(old_dict, key.borrow())?.is_some(),
+                lookup(new_dict, key.borrow())?.is_some(),
+            )
         };
         if in_new && !in_old {
             return Err(raise(
@@ -547,6 +550,11 @@ unsafe fn type_setattr(
     if status < 0 { Err(Raised) } else { Ok(()) }
 }
 
+/// Applies a plan made by [`prepare`], nested plans last.
+///
+/// # Safety
+/// GIL held; `state` is this module's state; [`crate::abi::require_gil`] succeeded during
+/// this call from Python (`patch_class` checks it once, for every function patched here).
 unsafe fn commit(state: &State, plan: Plan) -> PyResult<()> {
     let cls = plan.class.as_ref().expect("plan has a class").as_ptr();
     // SAFETY: every object used below is held by `plan`; the GIL is held.
@@ -584,7 +592,7 @@ unsafe fn commit(state: &State, plan: Plan) -> PyResult<()> {
             }
         }
         for (old, new) in &plan.functions {
-            patch_function(state, old.borrow(), new.borrow())?;
+            patch_function_unchecked(state, old.borrow(), new.borrow())?;
         }
         for (old, new) in &plan.wrappers {
             refresh_wrapper_dict(old, new)?;

@@ -176,6 +176,8 @@ impl Fields {
 /// defaults, annotations, type parameters, doc, name, qualname and module, and a copy of its
 /// `__dict__`. `target` keeps its identity and its weak references.
 ///
+/// Refuses (see [`crate::abi::require_gil`]) when the GIL was forced off.
+///
 /// # Safety
 /// GIL held; `state` is this module's state.
 pub unsafe fn patch_function(
@@ -184,6 +186,21 @@ pub unsafe fn patch_function(
     source: Borrowed<'_>,
 ) -> PyResult<()> {
     crate::abi::require_gil()?;
+    // SAFETY: forwarded contract; the GIL was just checked.
+    unsafe { patch_function_unchecked(state, target, source) }
+}
+
+/// [`patch_function`] without the GIL check, for callers that made it already
+/// (`patch::class`, once per class patch).
+///
+/// # Safety
+/// As [`patch_function`], and [`crate::abi::require_gil`] succeeded during this call from
+/// Python.
+pub(crate) unsafe fn patch_function_unchecked(
+    state: &State,
+    target: Borrowed<'_>,
+    source: Borrowed<'_>,
+) -> PyResult<()> {
     let t = as_function(target, "the function to patch")?;
     let s = as_function(source, "the new function")?;
     if target.is(source) {

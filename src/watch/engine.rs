@@ -12,7 +12,8 @@
 //!   later (and reports the `.py` files they brought along), forgets removed ones, and in poll
 //!   mode re-checks recently changed files (see `poll`). Idle, it blocks on its channel.
 //! - The waiter (a Python thread in `Watcher.wait`, the GIL released) sleeps on the condition
-//!   variable of [`Shared`] until a path is due, `stop` is called, or its slice ends.
+//!   variable of [`Shared`] until a path is due, `stop` is called, or the time it was given
+//!   ends (its timeout, or on the main thread a short slice, to check for signals).
 //!
 //! None of them touches a Python object. The mutex in [`Shared`] is only held for short
 //! bookkeeping, never while sleeping or waiting for another lock, so `stop` (which takes it
@@ -59,7 +60,7 @@ pub enum Waited {
     Stopped,
     /// A directory created after the start could not be watched: take the failure.
     Failed,
-    /// The slice ended with nothing due.
+    /// The time given ended with nothing due.
     SliceOver,
 }
 
@@ -130,8 +131,9 @@ impl Shared {
         self.watched.load(Ordering::Relaxed)
     }
 
-    /// Sleeps until a path is due, `stop` is called, a failure is recorded, or `until`.
-    pub fn wait_until(&self, until: Instant) -> Waited {
+    /// Sleeps until a path is due, `stop` is called, a failure is recorded, or `until`
+    /// (`None`: no end).
+    pub fn wait_until(&self, until: Option<Instant>) -> Waited {
         let mut pending = self.lock();
         loop {
             if self.is_stopped() {
@@ -145,15 +147,21 @@ impl Shared {
             if due.is_some_and(|d| d <= now) {
                 return Waited::Due;
             }
-            if now >= until {
+            if until.is_some_and(|u| now >= u) {
                 return Waited::SliceOver;
             }
-            let wake_at = due.map_or(until, |d| d.min(until));
-            pending = self
-                .wake
-                .wait_timeout(pending, wake_at - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            pending = match due.into_iter().chain(until).min() {
+                Some(wake_at) => {
+                    self.wake
+                        .wait_timeout(pending, wake_at - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .wake
+                    .wait(pending)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
         }
     }
 
@@ -305,11 +313,7 @@ impl Engine {
         let mut hot = options.poll_interval.map(Hot::new);
         let mut tree = Tree::new(options.ignore);
         let now = Instant::now();
-        let mut watch = |dir: &Path| {
-            watcher
-                .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|e| Failure::from_notify(e, dir))
-        };
+        let mut watch = |dir: &Path| watch_dir(watcher.as_mut(), dir);
         let mut seed = |file: &Path| {
             if let Some(hot) = &mut hot {
                 hot.seed(file, now);
@@ -363,6 +367,13 @@ impl Drop for Engine {
         }
         self.shared.watched.store(0, Ordering::Relaxed);
     }
+}
+
+/// Watches the directory `dir` (not its subdirectories: `Tree` walks them).
+fn watch_dir(watcher: &mut (dyn Watcher + Send), dir: &Path) -> Result<(), Failure> {
+    watcher
+        .watch(dir, RecursiveMode::NonRecursive)
+        .map_err(|e| Failure::from_notify(e, dir))
 }
 
 /// Splits the roots into directories and `.py` files; fails on a missing one.
@@ -463,11 +474,7 @@ impl Keeper {
     fn add_tree(&mut self, top: &Path) {
         let (watcher, shared, roots, hot) =
             (&mut self.watcher, &self.shared, &self.roots, &mut self.hot);
-        let mut watch = |dir: &Path| {
-            watcher
-                .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|e| Failure::from_notify(e, dir))
-        };
+        let mut watch = |dir: &Path| watch_dir(watcher.as_mut(), dir);
         let mut found = |file: &Path| {
             if roots.accepts(file) {
                 shared.feed(file, Change::Modified);
@@ -488,19 +495,18 @@ impl Keeper {
     /// report it (a rename sends no event for the files it takes along).
     fn vanished(&mut self, path: &Path) {
         let gone = self.tree.forget(path);
-        if !gone.is_empty() {
-            self.shared.feed_gone_dir(path);
+        if gone.is_empty() {
+            return;
         }
+        self.shared.feed_gone_dir(path);
         for dir in &gone {
             // inotify drops the watch of a deleted or moved directory itself, and notify its
             // record of it; the poll loop keeps scanning until told.
             let _ = self.watcher.unwatch(dir);
         }
-        if !gone.is_empty() {
-            self.shared
-                .watched
-                .store(self.tree.count(), Ordering::Relaxed);
-        }
+        self.shared
+            .watched
+            .store(self.tree.count(), Ordering::Relaxed);
     }
 
     /// Events were lost: walk the roots again, watching directories that were missed.

@@ -36,25 +36,27 @@ impl Failure {
             notify::ErrorKind::Io(io) => io.raw_os_error(),
             _ => None,
         };
-        match error.kind {
-            notify::ErrorKind::MaxFilesWatch => Failure::WatchLimit {
+        let watch_limit =
+            matches!(error.kind, notify::ErrorKind::MaxFilesWatch) || errno == Some(libc::ENOSPC);
+        let not_found =
+            matches!(error.kind, notify::ErrorKind::PathNotFound) || errno == Some(libc::ENOENT);
+        if watch_limit {
+            Failure::WatchLimit {
                 dir: dir.to_owned(),
                 max_user_watches: read_limit(MAX_USER_WATCHES),
-            },
-            _ if errno == Some(libc::ENOSPC) => Failure::WatchLimit {
-                dir: dir.to_owned(),
-                max_user_watches: read_limit(MAX_USER_WATCHES),
-            },
-            _ if errno == Some(libc::EMFILE) && error.paths.is_empty() => Failure::InstanceLimit {
+            }
+        } else if errno == Some(libc::EMFILE) && error.paths.is_empty() {
+            Failure::InstanceLimit {
                 max_user_instances: read_limit(MAX_USER_INSTANCES),
-            },
-            notify::ErrorKind::PathNotFound => Failure::MissingRoot(dir.to_owned()),
-            _ if errno == Some(libc::ENOENT) => Failure::MissingRoot(dir.to_owned()),
-            _ => Failure::Other {
+            }
+        } else if not_found {
+            Failure::MissingRoot(dir.to_owned())
+        } else {
+            Failure::Other {
                 path: Some(dir.to_owned()),
                 errno,
                 message: error.to_string(),
-            },
+            }
         }
     }
 

@@ -3,12 +3,14 @@
 //!
 //! An instance owns one [`Handle`], a Rust box: the state shared with the watcher's threads,
 //! the engine while open, and the roots. The handle's fields are read and changed only with
-//! the GIL held. `wait` clones the `Arc<Shared>` before it releases the GIL and touches nothing
-//! else of the instance until it holds the GIL again, so `stop` and `close` from another thread
-//! meanwhile are safe; the caller's reference keeps the instance alive for the whole call.
+//! the GIL held (so `tp_new` refuses when a free-threaded build runs with the GIL forced off:
+//! see `abi::require_gil`). `wait` clones the `Arc<Shared>` before it releases the GIL and
+//! touches nothing else of the instance until it holds the GIL again, so `stop` and `close`
+//! from another thread meanwhile are safe; the caller's reference keeps the instance alive for
+//! the whole call.
 //! The instance holds no Python object, so the type needs no GC support.
 
-use core::ffi::{c_char, c_int, c_void};
+use core::ffi::{c_char, c_int, c_ulong, c_void};
 use core::ptr;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -20,24 +22,26 @@ use pyo3_ffi::{
     METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, Py_False, Py_None, Py_TPFLAGS_DEFAULT,
     Py_TYPE, Py_ssize_t, Py_tp_dealloc, Py_tp_doc, Py_tp_free, Py_tp_getset, Py_tp_methods,
     Py_tp_new, PyArg_ParseTupleAndKeywords, PyBytes_AsStringAndSize, PyBytes_Check,
-    PyErr_CheckSignals, PyErr_NewExceptionWithDoc, PyErr_Occurred, PyErr_SetObject,
-    PyEval_RestoreThread, PyEval_SaveThread, PyExc_OSError, PyExc_TypeError, PyExc_ValueError,
-    PyFloat_AsDouble, PyGetSetDef, PyIter_Next, PyLong_FromLong, PyLong_FromSize_t, PyMethodDef,
-    PyMethodDefPointer, PyOS_FSPath, PyObject, PyObject_Call, PyObject_GetIter, PySet_Add,
-    PySet_New, PyThreadState, PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SetItem,
-    PyType_GenericAlloc, PyType_GetModule, PyType_GetSlot, PyType_Slot, PyType_Spec, PyTypeObject,
-    PyUnicode_Check, PyUnicode_DecodeFSDefaultAndSize, PyUnicode_EncodeFSDefault,
-    PyUnicode_InternFromString,
+    PyErr_CheckSignals, PyErr_Clear, PyErr_NewExceptionWithDoc, PyErr_Occurred, PyErr_SetObject,
+    PyEval_RestoreThread, PyEval_SaveThread, PyExc_OSError, PyExc_ValueError, PyFloat_AsDouble,
+    PyGetSetDef, PyImport_ImportModule, PyIter_Next, PyLong_AsUnsignedLong, PyLong_FromLong,
+    PyLong_FromSize_t, PyMethodDef, PyMethodDefPointer, PyOS_FSPath, PyObject, PyObject_Call,
+    PyObject_CallNoArgs, PyObject_GetAttrString, PyObject_GetIter, PySet_Add, PySet_New,
+    PyThread_get_thread_ident, PyThreadState, PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New,
+    PyTuple_SetItem, PyType_GenericAlloc, PyType_GetModule, PyType_GetSlot, PyType_Slot,
+    PyType_Spec, PyTypeObject, PyUnicode_Check, PyUnicode_DecodeFSDefaultAndSize,
+    PyUnicode_EncodeFSDefault, PyUnicode_InternFromString,
 };
 
 use super::engine::{Engine, Options, Shared, Waited};
 use super::failure::Failure;
 use super::tree;
 use crate::errors::{PyResult, Raised, raise, utf8};
+use crate::methods::{finish, none, type_error};
 use crate::refs::{Borrowed, Owned};
 use crate::state::{self, State};
 
-/// The longest the waiter sleeps without the GIL before it checks for signals.
+/// The longest the main thread sleeps in `wait` without the GIL before it checks for signals.
 const SLICE: Duration = Duration::from_millis(50);
 
 /// The instance layout.
@@ -92,28 +96,9 @@ fn without_gil<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-fn finish(result: PyResult<Owned>) -> *mut PyObject {
-    match result {
-        Ok(value) => value.into_raw(),
-        Err(Raised) => ptr::null_mut(),
-    }
-}
-
-fn none() -> Owned {
-    // SAFETY: None is a live singleton; `to_owned` takes a new reference to it.
-    unsafe { Borrowed::from_ptr(Py_None()) }
-        .expect("None")
-        .to_owned()
-}
-
 fn interned(text: &core::ffi::CStr) -> PyResult<Owned> {
     // SAFETY: a static NUL-terminated string; returns a new reference or NULL with an error.
     unsafe { Owned::from_new(PyUnicode_InternFromString(text.as_ptr())) }
-}
-
-fn type_error(message: &str) -> Raised {
-    // SAFETY: static exception type.
-    raise(unsafe { PyExc_TypeError }, message)
 }
 
 fn value_error(message: &str) -> Raised {
@@ -315,6 +300,8 @@ unsafe fn new(
     args: *mut PyObject,
     kwds: *mut PyObject,
 ) -> PyResult<Owned> {
+    // The handle is used through `&mut` on the assumption that the GIL serialises methods.
+    crate::abi::require_gil()?;
     let mut roots: *mut PyObject = ptr::null_mut();
     let mut poll: c_int = 0;
     let mut poll_interval: f64 = 0.05;
@@ -471,8 +458,11 @@ unsafe extern "C" fn wait(
     finish(unsafe { wait_impl(slf, args, nargs, kwnames) })
 }
 
-/// Waits in slices of at most [`SLICE`] with the GIL released; between slices, with the GIL,
-/// runs the signal handlers (a KeyboardInterrupt in the main thread propagates from here).
+/// Waits with the GIL released. On the main thread, in slices of at most [`SLICE`], running
+/// the signal handlers with the GIL between them (a KeyboardInterrupt propagates from here).
+/// Signal handlers run on the main thread only, so elsewhere (an `AutoReloader`'s daemon
+/// thread) it sleeps until something happens or the deadline (`stop` and `close` wake it),
+/// without asking for the GIL meanwhile.
 unsafe fn wait_impl(
     slf: *mut PyObject,
     args: *const *mut PyObject,
@@ -484,10 +474,15 @@ unsafe fn wait_impl(
     // SAFETY: `slf` is a Watcher instance; the handle is used only before the GIL is released.
     let shared = Arc::clone(&unsafe { handle(slf) }.shared);
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let main = on_main_thread();
     loop {
-        let slice_end = Instant::now() + SLICE;
-        let slice_end = deadline.map_or(slice_end, |d| d.min(slice_end));
-        let waited = without_gil(|| shared.wait_until(slice_end));
+        let until = if main {
+            let slice_end = Instant::now() + SLICE;
+            Some(deadline.map_or(slice_end, |d| d.min(slice_end)))
+        } else {
+            deadline
+        };
+        let waited = without_gil(|| shared.wait_until(until));
         // SAFETY: the GIL is held again; PyErr_CheckSignals runs the Python-level handlers
         // (main thread only) and returns -1 with their exception set.
         if unsafe { PyErr_CheckSignals() } < 0 {
@@ -515,6 +510,34 @@ unsafe fn wait_impl(
     }
 }
 
+/// Whether the calling thread is the main thread, the only one on which `PyErr_CheckSignals`
+/// runs signal handlers: `threading.main_thread().ident == threading.get_ident()`. If that
+/// cannot be found out, assumes it is (and so keeps checking for signals). The GIL is held.
+fn on_main_thread() -> bool {
+    // SAFETY: the GIL is held (called from a method); each call returns a new reference or
+    // NULL with an exception set, and PyLong_AsUnsignedLong returns `c_ulong::MAX` with an
+    // exception set on failure. PyThread_get_thread_ident is what `threading.get_ident` returns.
+    let ask = || unsafe {
+        let threading = Owned::from_new(PyImport_ImportModule(c"threading".as_ptr()))?;
+        let main_thread = Owned::from_new(PyObject_GetAttrString(
+            threading.as_ptr(),
+            c"main_thread".as_ptr(),
+        ))?;
+        let main = Owned::from_new(PyObject_CallNoArgs(main_thread.as_ptr()))?;
+        let ident = Owned::from_new(PyObject_GetAttrString(main.as_ptr(), c"ident".as_ptr()))?;
+        let ident = PyLong_AsUnsignedLong(ident.as_ptr());
+        if ident == c_ulong::MAX && !PyErr_Occurred().is_null() {
+            return Err(Raised);
+        }
+        Ok(ident == PyThread_get_thread_ident())
+    };
+    ask().unwrap_or_else(|Raised| {
+        // SAFETY: the failed call above left an exception set, dropped on purpose.
+        unsafe { PyErr_Clear() };
+        true
+    })
+}
+
 fn path_set(paths: &[PathBuf]) -> PyResult<Owned> {
     // SAFETY: PySet_New returns a new reference; PySet_Add does not steal the item, which is
     // dropped (decref) after being added.
@@ -534,7 +557,7 @@ unsafe extern "C" fn stop(slf: *mut PyObject, _: *mut PyObject) -> *mut PyObject
     // SAFETY: a method of our type, GIL held, `slf` borrowed. `Shared::stop` only sets a flag
     // and wakes the waiters (it never waits for a sleeping one).
     unsafe { handle(slf) }.shared.stop();
-    none().into_raw()
+    finish(none())
 }
 
 /// Stops (every wait returns "stop") and releases the OS watches.
@@ -558,7 +581,7 @@ unsafe fn close_now(slf: *mut PyObject) {
 unsafe extern "C" fn close(slf: *mut PyObject, _: *mut PyObject) -> *mut PyObject {
     // SAFETY: a method of our type, GIL held, `slf` borrowed.
     unsafe { close_now(slf) };
-    none().into_raw()
+    finish(none())
 }
 
 unsafe extern "C" fn enter(slf: *mut PyObject, _: *mut PyObject) -> *mut PyObject {

@@ -9,6 +9,7 @@
 //! `PollWatcher` has just recorded their current second.
 
 use std::collections::HashMap;
+use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -29,12 +30,18 @@ pub struct Fingerprint {
 
 /// The file's fingerprint, following symbolic links; `None` if it is missing.
 pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Fingerprint {
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        size: meta.size(),
-        inode: meta.ino(),
-    })
+    std::fs::metadata(path).ok().as_ref().map(Fingerprint::of)
+}
+
+impl Fingerprint {
+    /// The fingerprint of a file's metadata.
+    fn of(meta: &Metadata) -> Fingerprint {
+        Fingerprint {
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            size: meta.size(),
+            inode: meta.ino(),
+        }
+    }
 }
 
 /// The hot files and when each last changed.
@@ -62,13 +69,16 @@ impl Hot {
 
     /// At start: `path` is hot if it was modified in the last [`HOT_FOR`].
     pub fn seed(&mut self, path: &Path, now: Instant) {
-        let recent = std::fs::metadata(path)
-            .and_then(|m| m.modified())
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let recent = meta
+            .modified()
             .ok()
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .is_some_and(|age| age < HOT_FOR);
         if recent {
-            self.touch(path, fingerprint(path), now);
+            self.touch(path, Some(Fingerprint::of(&meta)), now);
         }
     }
 
