@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import mighty_patcher as native
-from .codes import find_inner, nested_pairs, wrapper_chain
-from .planner import Plan, Step, Stmt, class_plan, first_line
+from .codes import find_inner, member_functions, nested_codes, nested_pairs, wrapper_chain
+from .planner import Plan, Step, Stmt, class_plan, dump_nodes, first_line
 from .report import ReloadReport
 from .transaction import Transaction
 
@@ -84,9 +84,10 @@ class Applier:
     def new_source(self) -> str:
         return "".join(self.new_lines)
 
-    def compile(self, node: ast.stmt) -> types.CodeType:
+    def compile(self, node: ast.stmt, *, transform: bool = True) -> types.CodeType:
+        """``node`` compiled as a module of its own; through the transform unless told not."""
         tree = ast.Module(body=[node], type_ignores=[])
-        if self.transform is not None:
+        if transform and self.transform is not None:
             # A copy: the plan keeps comparing the statements it holds.
             tree = self.transform(copy.deepcopy(tree), self.path, self.new_source)
         code: types.CodeType = compile(
@@ -121,7 +122,7 @@ class Applier:
         # identity of the one its previous version defined (its partner, a statement of the
         # old source that is gone, or one an earlier reload deleted). Not any function it
         # assigns: `handler = f` becoming `handler = g` must not turn f into g.
-        made_here = {id(c) for c in _nested_codes(code)}
+        made_here = {id(c) for c in nested_codes(code)}
         previous = ([step.old] if step.old is not None else []) + self.plan.deleted
         for name, old in before.items():
             new = self.ns.get(name, _MISSING)
@@ -187,7 +188,7 @@ class Applier:
     ) -> bool:
         """Patches a (possibly decorated) function definition into ``current``; returns
         whether ``current`` stays (False: the name is rebound to ``new``)."""
-        decorators_same = old_node is not None and _dump(_decorators(old_node)) == _dump(
+        decorators_same = old_node is not None and dump_nodes(_decorators(old_node)) == dump_nodes(
             _decorators(new_node)
         )
         if decorators_same:
@@ -368,13 +369,7 @@ class Applier:
         stmt = step.new
         if step.old is None:
             return
-        old_module = compile(
-            ast.Module(body=[step.old.node], type_ignores=[]),
-            self.path,
-            "exec",
-            flags=self.plan.future_flags,
-            dont_inherit=True,
-        )
+        old_module = self.compile(step.old.node, transform=False)
         codes: dict[tuple[str, int], types.CodeType | None] = {}
         for o, n in nested_pairs(old_module, self.compile(stmt.node)):
             key = (o.co_name, o.co_firstlineno)
@@ -438,23 +433,10 @@ def _decorators(node: ast.stmt) -> list[ast.expr]:
     return list(getattr(node, "decorator_list", []))
 
 
-def _dump(nodes: list[ast.expr]) -> str:
-    return "|".join(ast.dump(n, include_attributes=False) for n in nodes)
-
-
 def _defined_in(func: types.FunctionType, node: ast.stmt) -> bool:
     """Whether ``func`` was made by a ``def`` or ``lambda`` inside the statement ``node`` (of
     the source its code was compiled from)."""
     return first_line(node) <= func.__code__.co_firstlineno <= (node.end_lineno or 0)
-
-
-def _nested_codes(code: types.CodeType) -> list[types.CodeType]:
-    """The code objects nested in ``code``, recursively."""
-    found = []
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            found += [const, *_nested_codes(const)]
-    return found
 
 
 def _functions_made_in(value: Any, path: str, depth: int = 0) -> list[types.FunctionType]:
@@ -476,22 +458,6 @@ def _functions_made_in(value: Any, path: str, depth: int = 0) -> list[types.Func
     return found
 
 
-def _member_functions(value: Any) -> list[types.FunctionType]:
-    """The functions a class member holds: itself, a static/class method's function, a
-    property's accessors."""
-    if isinstance(value, types.FunctionType):
-        return [value]
-    if isinstance(value, (staticmethod, classmethod)) and isinstance(
-        value.__func__, types.FunctionType
-    ):
-        return [value.__func__]
-    if isinstance(value, property):
-        return [
-            f for f in (value.fget, value.fset, value.fdel) if isinstance(f, types.FunctionType)
-        ]
-    return []
-
-
 def _member_function_pairs(
     old: Any, new: Any
 ) -> list[tuple[types.FunctionType, types.FunctionType]]:
@@ -500,7 +466,7 @@ def _member_function_pairs(
     if isinstance(old, property) and isinstance(new, property):
         pairs = [(old.fget, new.fget), (old.fset, new.fset), (old.fdel, new.fdel)]
     else:
-        olds, news = _member_functions(old), _member_functions(new)
+        olds, news = member_functions(old), member_functions(new)
         pairs = [(olds[0], news[0])] if len(olds) == 1 and len(news) == 1 else []
     return [
         (o, n)

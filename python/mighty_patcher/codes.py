@@ -8,11 +8,19 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["find_inner", "nested_pairs", "wrapper_chain"]
+__all__ = ["find_inner", "member_functions", "nested_codes", "nested_pairs", "wrapper_chain"]
 
 
 def _children(code: types.CodeType) -> list[types.CodeType]:
     return [c for c in code.co_consts if isinstance(c, types.CodeType)]
+
+
+def nested_codes(code: types.CodeType) -> list[types.CodeType]:
+    """The code objects nested in ``code``, recursively (``code`` itself not included)."""
+    found = []
+    for child in _children(code):
+        found += [child, *nested_codes(child)]
+    return found
 
 
 def nested_pairs(
@@ -62,6 +70,22 @@ def wrapper_chain(obj: Any) -> Iterator[Any]:
                     continue
                 if callable(content) and not isinstance(content, type):
                     queue.append(content)
+
+
+def member_functions(value: Any) -> list[types.FunctionType]:
+    """The functions a class member holds: itself, a static/class method's function, a
+    property's accessors (the ones ``patch_class`` patches in place)."""
+    if isinstance(value, types.FunctionType):
+        return [value]
+    if isinstance(value, (staticmethod, classmethod)) and isinstance(
+        value.__func__, types.FunctionType
+    ):
+        return [value.__func__]
+    if isinstance(value, property):
+        return [
+            f for f in (value.fget, value.fset, value.fdel) if isinstance(f, types.FunctionType)
+        ]
+    return []
 
 
 def find_inner(obj: Any, name: str, filename: str) -> types.FunctionType | None:

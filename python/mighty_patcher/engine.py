@@ -23,7 +23,7 @@ from typing import Any
 
 from . import mighty_patcher as native
 from .applier import Applier, Transform
-from .planner import Plan, plan_module
+from .planner import Plan, parsed_tree, plan_module
 from .report import ReloadReport, logger
 from .sources import Sources, read_source, resolve
 from .transaction import Transaction
@@ -45,14 +45,18 @@ class Engine:
         self.before: list[BeforeHook] = []
         self.after: list[AfterHook] = []
         self._graveyards: dict[str, dict[str, Any]] = {}
-        self._imports: dict[str, tuple[str, list[tuple[str, str, str]]]] = {}
+        #: By (path, package): the source an import table was made from, and the table.
+        self._imports: dict[tuple[str, str], tuple[str, list[tuple[str, str, str]]]] = {}
         #: Files said to be gone (with their directory), not to say it again.
         self._missing: set[str] = set()
 
     # --- entry points ----------------------------------------------------------------------
 
-    def reload_paths(self, paths: Iterable[str]) -> list[ReloadReport]:
-        """Applies each changed file (in import order); one failing does not stop the rest."""
+    def reload_paths(
+        self, paths: Iterable[str], *, texts: dict[str, str] | None = None
+    ) -> list[ReloadReport]:
+        """Applies each changed file (in import order); one failing does not stop the rest.
+        ``texts``: the text of some of the files (resolved paths), just read."""
         with self.lock:
             tracked = self.sources.tracked_files()
             order = {f: i for i, f in enumerate(tracked)}
@@ -60,7 +64,7 @@ class Engine:
             wanted -= self._gone_directories(wanted, tracked)
             reports = []
             for path in sorted(wanted, key=lambda p: order.get(p, len(order))):
-                reports += self.reload_file(path)
+                reports += self.reload_file(path, text=(texts or {}).get(path))
             return reports
 
     def _gone_directories(self, paths: set[str], tracked: list[str]) -> set[str]:
@@ -102,6 +106,7 @@ class Engine:
         when this returns, every save made before the call is applied."""
         with self.lock:
             changed = []
+            texts: dict[str, str] = {}
             for path in self.sources.tracked_files():
                 try:
                     if os.stat(path).st_size > self.max_size:
@@ -112,9 +117,12 @@ class Engine:
                     continue
                 if text != self.sources.baseline(path):
                     changed.append(path)
-            return self.reload_paths(changed)
+                    texts[path] = text
+            return self.reload_paths(changed, texts=texts)
 
-    def reload_file(self, path: str) -> list[ReloadReport]:
+    def reload_file(self, path: str, *, text: str | None = None) -> list[ReloadReport]:
+        """Applies one file. ``text``: its text, just read (checked not too large); None:
+        read it here."""
         with self.lock:
             if not self.sources.under_roots(path):
                 # e.g. reached through a symbolic link inside a root: never followed out
@@ -127,11 +135,13 @@ class Engine:
             name = ", ".join(m.__name__ for m in modules)
             start = time.perf_counter()
             try:
-                size = os.stat(path).st_size
-                if size > self.max_size:
-                    error = _too_large(path, size, self.max_size)
-                    return [self._failed(name, path, start, error)]
-                source = read_source(path)
+                if text is None:
+                    size = os.stat(path).st_size
+                    if size > self.max_size:
+                        error = _too_large(path, size, self.max_size)
+                        return [self._failed(name, path, start, error)]
+                    text = read_source(path)
+                source = text
                 self._missing.discard(path)
             except FileNotFoundError:
                 if path not in self._missing:
@@ -259,7 +269,9 @@ class Engine:
                 if other.__name__ in chain:
                     continue
                 rebound, seeds = [], []
-                saved = dict(other.__dict__)  # a rebound copy is a change to pass on, too
+                # its namespace before the rebinding (a rebound copy is a change to pass on,
+                # too), copied only once there is something to rebind
+                snapshot: dict[str, Any] | None = None
                 for alias, source_module, name in self._import_table(other_path, other):
                     if source_module not in names:
                         continue
@@ -270,12 +282,16 @@ class Engine:
                         target = member if name == "*" else alias
                         if other.__dict__.get(target, _MISSING) is change[0]:
                             if change[1] is not change[0]:
+                                if snapshot is None:
+                                    snapshot = dict(other.__dict__)
                                 other.__dict__[target] = change[1]
                                 rebound.append(target)
                             seeds.append(target)
                 if seeds:
+                    if snapshot is None:
+                        snapshot = dict(other.__dict__)
                     reports += self._follow_rebinding(
-                        other, other_path, rebound, seeds, saved, chain
+                        other, other_path, rebound, seeds, snapshot, chain
                     )
         return reports
 
@@ -310,19 +326,24 @@ class Engine:
 
     def _import_table(self, path: str, module: types.ModuleType) -> list[tuple[str, str, str]]:
         """(alias, absolute module name, imported name or '*') of the module's top-level
-        ``from ... import`` statements, cached by source text."""
+        ``from ... import`` statements, cached by source text and package (relative imports
+        resolve against it)."""
         source = self.sources.baseline(path)
         if source is None:
             return []
-        cached = self._imports.get(path)
+        package = getattr(module, "__package__", None) or ""
+        key = (path, package)
+        cached = self._imports.get(key)
         if cached is not None and cached[0] is source:
             return cached[1]
         table = []
-        try:
-            tree = ast.parse(source, path)
-        except SyntaxError:
-            tree = ast.Module(body=[], type_ignores=[])
-        package = getattr(module, "__package__", None) or ""
+        # usually the tree the planner made when it applied this source
+        tree = parsed_tree(source, path)
+        if tree is None:
+            try:
+                tree = ast.parse(source, path)
+            except SyntaxError:
+                tree = ast.Module(body=[], type_ignores=[])
         for node in tree.body:
             if isinstance(node, ast.ImportFrom):
                 try:
@@ -333,7 +354,7 @@ class Engine:
                     continue
                 for alias in node.names:
                     table.append((alias.asname or alias.name, absolute, alias.name))
-        self._imports[path] = (source, table)
+        self._imports[key] = (source, table)
         return table
 
     # --- reporting -------------------------------------------------------------------------

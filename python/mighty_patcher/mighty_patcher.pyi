@@ -128,12 +128,13 @@ def add_reload_callback(callback: _ReloadCallback, /) -> _ReloadCallback:
     """Call ``callback(report)`` after each reload; returns ``callback``, so it can decorate.
 
     ``report`` is a dict describing the reload: ``module`` (str), ``file`` (str), ``ok``
-    (bool), ``patched``, ``added``, ``deleted``, ``rerun`` and ``needs_restart`` (lists of
-    qualified names), ``seconds`` (float) and ``error`` (str or None); it is shared by all
-    callbacks, so do not modify it. Callbacks run in registration order, together with the
-    ones C extensions register through the C API. An exception raised by a callback is
-    reported through :func:`sys.unraisablehook` and does not stop the others. The same
-    callable registered twice runs twice.
+    (bool), ``patched``, ``added``, ``deleted`` and ``rebound`` (lists of qualified names),
+    ``rerun`` and ``moved`` (lists of statements, by name or first line), ``needs_restart``
+    and ``notes`` (lists of messages), ``seconds`` (float) and ``error`` (str or None); it is
+    shared by all callbacks, so do not modify it. Callbacks run in registration order,
+    together with the ones C extensions register through the C API. An exception raised by a
+    callback is reported through :func:`sys.unraisablehook` and does not stop the others. The
+    same callable registered twice runs twice.
 
     Raises ``TypeError`` unless ``callback`` is callable.
     """

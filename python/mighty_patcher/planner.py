@@ -28,14 +28,13 @@ Old statements with no partner are deleted; the names only they assigned leave t
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 __all__ = ["Action", "Plan", "Step", "Stmt", "analyse", "plan_module"]
 
 Action = Literal["keep", "relocate", "redefine", "run"]
-DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 
 
@@ -96,9 +95,6 @@ class Plan:
     future_flags: int = 0
     changed: bool = field(default=True)
 
-    def by_action(self, action: Action) -> Iterator[Step]:
-        return (s for s in self.steps if s.action == action)
-
 
 def first_line(node: ast.stmt) -> int:
     """The first line of a statement, decorators included (as code objects count it)."""
@@ -110,6 +106,12 @@ def segment(lines: list[str], node: ast.stmt) -> str:
     start = first_line(node) - 1
     end = node.end_lineno if node.end_lineno is not None else node.lineno
     return "".join(lines[start:end])
+
+
+def dump_nodes(nodes: Iterable[ast.AST]) -> str:
+    """The syntax trees of ``nodes`` without positions, joined: equal for nodes that differ
+    only in comments, blank lines and where they sit."""
+    return "|".join(ast.dump(n, include_attributes=False) for n in nodes)
 
 
 # --- names read and written ------------------------------------------------------------------
@@ -231,19 +233,29 @@ def analyse(node: ast.stmt, lines: list[str]) -> Stmt:
     )
 
 
+def _known_key(text: str, node: ast.stmt) -> tuple[str, int]:
+    """What identifies a statement among those analysed before: its lines, and the column it
+    starts at (``A = N; B = 2`` is two statements with the same lines)."""
+    return text, node.col_offset
+
+
 def statements(
-    body: Iterable[ast.stmt], lines: list[str], known: dict[str, Stmt] | None = None
+    body: Iterable[ast.stmt],
+    lines: list[str],
+    known: dict[tuple[str, int], Stmt] | None = None,
 ) -> list[Stmt]:
-    """The statements of a body. ``known``: statements analysed before, by text; one with the
-    same text reads and writes the same names, so only its node and position are new."""
+    """The statements of a body. ``known``: statements analysed before, by lines and starting
+    column (:func:`_known_key`); one with the same lines starting at the same column is the
+    same statement, which reads and writes the same names, so only its node and position are
+    new."""
     result = []
     for node in body:
         text = segment(lines, node)
-        seen = known.get(text) if known else None
+        seen = known.get(_known_key(text, node)) if known else None
         if seen is None or type(seen.node) is not type(node):
             result.append(analyse(node, lines))
         else:
-            result.append(replace(seen, node=node, _dump=seen._dump))
+            result.append(replace(seen, node=node))  # the rest, its dump too, carries over
     return result
 
 
@@ -260,13 +272,25 @@ class _Parsed:
         if cached is not None and cached[0] == source:
             return cached[1], cached[2]
         tree = ast.parse(source, filename)
-        known = {s.text: s for s in cached[2]} if cached is not None else None
+        known = {_known_key(s.text, s.node): s for s in cached[2]} if cached is not None else None
         stmts = statements(tree.body, source.splitlines(keepends=True), known)
         self._by_file[filename] = (source, tree, stmts)
         return tree, stmts
 
+    def tree(self, source: str, filename: str) -> ast.Module | None:
+        """The syntax tree of ``source`` if it is the source last parsed for ``filename``
+        (not to be changed); None otherwise (nothing is parsed)."""
+        cached = self._by_file.get(filename)
+        return cached[1] if cached is not None and cached[0] == source else None
+
 
 _parsed = _Parsed()
+
+
+def parsed_tree(source: str, filename: str) -> ast.Module | None:
+    """The syntax tree the planner holds for ``source`` of ``filename`` (the source it planned
+    to last), or None; not to be changed."""
+    return _parsed.tree(source, filename)
 
 
 # --- matching --------------------------------------------------------------------------------
@@ -471,4 +495,4 @@ def class_plan(
 def _header(node: ast.ClassDef) -> str:
     parts: list[ast.AST] = [*node.bases, *node.keywords, *node.decorator_list]
     parts += getattr(node, "type_params", [])
-    return "|".join(ast.dump(p, include_attributes=False) for p in parts)
+    return dump_nodes(parts)

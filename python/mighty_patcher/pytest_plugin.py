@@ -113,6 +113,8 @@ class ReloadLoop:
         self._pending: list[ReloadReport] = []  # reloads not shown yet, from any thread
         self._saved = threading.Condition()
         self._rewritten: dict[str, bool] = {}
+        #: By file: the last source looked at for PYTEST_DONT_REWRITE, and whether it has it.
+        self._dont_rewrite: dict[str, tuple[str, bool]] = {}
         self._pdbinvoke: Any = None
 
     # --- session start ---------------------------------------------------------------------
@@ -411,8 +413,15 @@ class ReloadLoop:
         if not rewritten:
             return tree
         if "PYTEST_DONT_REWRITE" in source:
-            docstring = ast.get_docstring(ast.parse(source)) or ""
-            if AssertionRewriter.is_rewrite_disabled(docstring):
+            # decided once per source: the transform runs for each statement compiled
+            cached = self._dont_rewrite.get(path)
+            if cached is None or cached[0] != source:
+                docstring = ast.get_docstring(ast.parse(source)) or ""
+                cached = self._dont_rewrite[path] = (
+                    source,
+                    AssertionRewriter.is_rewrite_disabled(docstring),
+                )
+            if cached[1]:
                 return tree
         rewrite_asserts(tree, source.encode("utf-8"), path, self.config)
         return tree

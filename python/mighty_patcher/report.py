@@ -31,18 +31,6 @@ class ReloadReport:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @property
-    def changed(self) -> bool:
-        return bool(
-            self.patched
-            or self.added
-            or self.deleted
-            or self.rerun
-            or self.rebound
-            or self.moved
-            or self.needs_restart
-        )
-
     def summary(self) -> str:
         """``reloaded pkg.mod: patched f, C.m; added g; 1.8 ms`` or the failure."""
         if not self.ok:

@@ -40,8 +40,16 @@ class Sources:
         self.roots = tuple(resolve(r) for r in roots)
         self._text: dict[str, str] = {}
         self._lock = threading.Lock()
+        #: The index of sys.modules, rebuilt when its size changes: the names each file backs
+        #: (in import order), each name's place in the import order, the id of each name's
+        #: module and its ``__file__`` then with where that file resolved, and the files under
+        #: the roots in import order.
         self._by_file: dict[str, list[str]] = {}
+        self._order: dict[str, int] = {}
+        self._resolved: dict[str, tuple[int, str, str]] = {}
+        self._tracked: list[str] = []
         self._indexed_modules = -1
+        self._module_names: dict[str, str | None] = {}
         self._adopted: dict[str, list[types.ModuleType]] = {}
         self._hook: Any = None
 
@@ -52,6 +60,16 @@ class Sources:
 
     def module_name(self, path: str) -> str | None:
         """The dotted name ``path`` has relative to a root: ``src/pkg/mod.py`` -> ``pkg.mod``."""
+        try:
+            return self._module_names[path]
+        except KeyError:
+            pass
+        if len(self._module_names) >= 4096:  # paths of files that come and go, too
+            self._module_names.clear()
+        name = self._module_names[path] = self._module_name(path)
+        return name
+
+    def _module_name(self, path: str) -> str | None:
         for root in self.roots:
             if path.startswith(root.rstrip(os.sep) + os.sep):
                 rel = Path(path).relative_to(root).with_suffix("")
@@ -68,28 +86,46 @@ class Sources:
         if len(sys.modules) == self._indexed_modules:
             return
         by_file: dict[str, list[str]] = {}
-        for name, module in list(sys.modules.items()):
+        order: dict[str, int] = {}
+        resolved: dict[str, tuple[int, str, str]] = {}
+        for i, (name, module) in enumerate(list(sys.modules.items())):
+            order[name] = i
             file = getattr(module, "__file__", None)
             if isinstance(file, str) and file.endswith(".py"):
-                by_file.setdefault(resolve(file), []).append(name)
-        self._by_file = by_file
+                real = resolve(file)
+                by_file.setdefault(real, []).append(name)
+                resolved[name] = (id(module), file, real)
+        # in import order: by_file has each file where its first module is
+        tracked = [f for f in by_file if self.under_roots(f)]
+        self._by_file, self._order, self._resolved = by_file, order, resolved
+        self._tracked = tracked
         self._indexed_modules = len(sys.modules)
+
+    def _backed_by(self, name: str, module: types.ModuleType, file: Any, path: str) -> bool:
+        """Whether ``module`` (``sys.modules[name]``, whose ``__file__`` is ``file``) runs
+        ``path``: as the index found, unless the module or its file changed since."""
+        known = self._resolved.get(name)
+        if known is not None and known[0] == id(module) and known[1] == file:
+            return known[2] == path
+        return resolve(file) == path
 
     def modules_for(self, path: str) -> list[types.ModuleType]:
         """Every imported module backed by ``path``: the one its place under a root names,
         and every module whose ``__file__`` is that file (a module imported under two names
         is reloaded under both). In import order."""
         self._reindex()
-        names = list(self._by_file.get(path, []))
+        names = self._by_file.get(path, [])
         dotted = self.module_name(path)
         if dotted is not None and dotted in sys.modules and dotted not in names:
-            names.append(dotted)
-        order = {name: i for i, name in enumerate(sys.modules)}
+            order = self._order
+            names = sorted([*names, dotted], key=lambda n: order.get(n, 0))
         modules = []
-        for name in sorted(set(names), key=lambda n: order.get(n, 0)):
+        for name in names:
             module = sys.modules.get(name)
+            if module is None:
+                continue
             file = getattr(module, "__file__", None)
-            if module is not None and (file is None or resolve(file) == path or name == dotted):
+            if file is None or name == dotted or self._backed_by(name, module, file, path):
                 modules.append(module)
         for module in self._adopted.get(path, ()):
             if all(module is not m for m in modules):
@@ -100,11 +136,9 @@ class Sources:
         """Files under the roots that back an imported module, in import order (adopted
         modules last)."""
         self._reindex()
-        order = {name: i for i, name in enumerate(sys.modules)}
-        files = [f for f in self._by_file if self.under_roots(f)]
-        files.sort(key=lambda f: min(order.get(n, 0) for n in self._by_file[f]))
         adopted = list(self._adopted)  # a copy: another thread may adopt meanwhile
-        return files + [f for f in adopted if f not in self._by_file and self.under_roots(f)]
+        extra = [f for f in adopted if f not in self._by_file and self.under_roots(f)]
+        return self._tracked + extra
 
     def adopt(self, module: types.ModuleType) -> None:
         """Follows a module the program keeps outside ``sys.modules`` (pytest does so with

@@ -14,6 +14,7 @@ import types
 from typing import Any
 
 from . import mighty_patcher as native
+from .codes import member_functions
 
 __all__ = ["Transaction"]
 
@@ -27,18 +28,6 @@ def clone_function(func: types.FunctionType) -> types.FunctionType:
     )
     native.patch_function(copy, func)
     return copy
-
-
-def _functions_in(value: Any) -> list[types.FunctionType]:
-    found = []
-    for candidate in (value, getattr(value, "__func__", None)):
-        if isinstance(candidate, types.FunctionType):
-            found.append(candidate)
-    if isinstance(value, property):
-        found += [
-            f for f in (value.fget, value.fset, value.fdel) if isinstance(f, types.FunctionType)
-        ]
-    return found
 
 
 class Transaction:
@@ -62,7 +51,7 @@ class Transaction:
         entries = dict(cls.__dict__)
         self._classes.append((cls, entries, cls.__bases__))
         for value in entries.values():
-            for func in _functions_in(value):
+            for func in member_functions(value):
                 self.keep_function(func)
             if isinstance(value, type) and value.__qualname__.startswith(cls.__qualname__ + "."):
                 self.keep_class(value)
