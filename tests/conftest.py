@@ -4,6 +4,7 @@ warm call sites up, find the other CPython versions on this machine."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -100,6 +101,35 @@ def mp():
     return mighty_patcher
 
 
+@pytest.fixture
+def program(tmp_path: Path):
+    """Starts running programs under the real watcher (tests/live.py), rooted at ``tmp_path``
+    unless given ``root``; closes them after the test."""
+    from live import LiveProgram
+
+    started = []
+
+    def start(setup: str = "", root: Path = tmp_path, **options):
+        p = LiveProgram(root, setup, **options)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path):
+    """A throwaway package on disk, reloaded through an AutoReloader (tests/reload_project.py).
+    test_pytest_plugin.py overrides this name with its own pytester project."""
+    from reload_project import Project
+
+    p = Project(tmp_path)
+    yield p
+    p.close()
+
+
 def extension_path() -> Path:
     """The built extension module file inside the installed package."""
     from mighty_patcher import mighty_patcher as native
@@ -144,3 +174,31 @@ def require(condition: bool, reason: str) -> None:
     if os.environ.get("MIGHTY_PATCHER_REQUIRE_ALL") == "1":
         pytest.fail(f"required by MIGHTY_PATCHER_REQUIRE_ALL: {reason}")
     pytest.skip(reason)
+
+
+README_FILE_HEADER = re.compile(r"# ([\w/]+\.py)\n")
+
+
+def readme_blocks(language: str) -> list[str]:
+    """The README's ``.. code-block:: <language>`` blocks, dedented."""
+    readme = (ROOT / "README.rst").read_text()
+    pattern = rf"^\.\. code-block:: {re.escape(language)}\n\n((?:   .*\n|\n)+)"
+    return [textwrap.dedent(m.group(1)).strip() + "\n" for m in re.finditer(pattern, readme, re.M)]
+
+
+def readme_project_files() -> dict[str, str]:
+    """The README's example project: the Python blocks whose first line names their file."""
+    return {
+        m.group(1): block[m.end() :]
+        for block in readme_blocks("python")
+        if (m := README_FILE_HEADER.match(block))
+    }
+
+
+def write_readme_project(dest: Path) -> None:
+    """Writes the README's example project (a src layout) under ``dest``."""
+    for name, text in readme_project_files().items():
+        path = dest / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (dest / "src/some_module/__init__.py").write_text("")

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,16 @@ class LiveProgram:
 
     def exec(self, code: str) -> None:
         self._send(op="exec", code=textwrap.dedent(code))
+
+    def wait_for(self, expr: str, timeout: float = 30) -> None:
+        """Polls the program until ``expr`` is true there; raises LiveError if it still is
+        not after ``timeout`` seconds (waiting, not timing: the generous timeout only turns
+        a missing event into a failure)."""
+        deadline = time.monotonic() + timeout
+        while not self.eval(f"bool({expr})"):
+            if time.monotonic() > deadline:
+                raise LiveError(f"waited {timeout} s for {expr}; it is still false")
+            time.sleep(0.02)
 
     def wait_reload(self, count: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
         """Waits until ``count`` more reports arrived; returns them."""

@@ -9,7 +9,6 @@ import threading
 import pytest
 
 import mighty_patcher
-from reload_project import Project
 
 
 class CannedWatcher:
@@ -31,13 +30,6 @@ class CannedWatcher:
 
     def close(self) -> None:
         self.closed = True
-
-
-@pytest.fixture
-def project(tmp_path):
-    p = Project(tmp_path)
-    yield p
-    p.close()
 
 
 def started(project, **kwargs):
@@ -66,8 +58,18 @@ def test_a_change_set_from_the_watcher_is_applied_in_the_thread(project):
 
 
 def test_timeouts_are_ignored_and_stop_ends_the_thread_and_closes(project):
-    reloader, watcher, _, _ = started(project)
+    project.write("mod", "def f():\n    return 1\n")
+    mod = project.module("mod")
+    reloader, watcher, reports, done = started(project)
     watcher.queue.put("timeout")
+    watcher.queue.put("timeout")
+    # The change set queued after the timeouts is applied only if the thread went on
+    # waiting after them.
+    path = project.write("mod", "def f():\n    return 2\n")
+    watcher.queue.put({str(path)})
+    assert done.wait(5), "the thread did not apply a change after a timeout"
+    assert mod.f() == 2 and reports[0].patched == ["f"]
+    assert reloader.running and not watcher.closed
     reloader.stop()
     assert not reloader.running and watcher.closed
 

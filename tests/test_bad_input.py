@@ -26,28 +26,13 @@ MOD = "X = 1\ndef f():\n    return X\n"
 
 
 @pytest.fixture
-def program(tmp_path):
-    started = []
+def program(program):
+    """conftest's ``program``, each one keeping what the reloader logs in ``messages``."""
 
-    def start(setup: str = "", root: Path = tmp_path, **options):
-        p = LiveProgram(root, KEEP_LOG + setup, **options)
-        started.append(p)
-        return p
+    def start(setup: str = "", **options):
+        return program(KEEP_LOG + setup, **options)
 
-    yield start
-    for p in started:
-        p.close()
-
-
-def wait_for(p: LiveProgram, expr: str, timeout: float = 30) -> object:
-    """Polls the program until ``expr`` is true there (waiting, not timing: the generous
-    timeout only turns a missing event into a failure)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = p.eval(expr)
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
+    return start
 
 
 def messages_about(p: LiveProgram, text: str) -> list[str]:
@@ -148,7 +133,7 @@ def test_a_50_mb_file_is_refused_without_reading_it(program, mod):
 def test_a_deleted_file(program, mod):
     p = program("from app import mod\n")
     mod.unlink()
-    wait_for(p, "any('was deleted' in m for m in messages)")
+    p.wait_for("any('was deleted' in m for m in messages)")
     (line,) = messages_about(p, "app/mod.py")
     assert line.endswith("app/mod.py was deleted; app.mod keeps running its last version")
     assert p.eval("mod.f()") == 1
@@ -166,7 +151,7 @@ def test_a_directory_renamed_or_deleted(program, tmp_path, how):
         os.rename(sub, tmp_path / "app/renamed")
     else:
         shutil.rmtree(sub)
-    wait_for(p, "any('renamed away' in m for m in messages)")
+    p.wait_for("any('renamed away' in m for m in messages)")
     (line,) = messages_about(p, "app/sub")
     assert line == (
         "app/sub was deleted or renamed away; app.sub, app.sub.mod keep running their last version"

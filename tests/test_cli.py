@@ -24,13 +24,15 @@ def run_until(proc: subprocess.Popen[str], wanted: str, timeout: float = 10) -> 
     raise AssertionError(f"never printed {wanted!r}; printed {seen}")
 
 
-def start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``python -m mighty_patcher run <args>``; ``env`` replaces the environment when given."""
     return subprocess.Popen(
         [sys.executable, "-u", "-m", "mighty_patcher", "run", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
 
@@ -71,12 +73,9 @@ def test_run_a_module_with_a_chosen_root_and_edit_the_running_module_itself(tmp_
                 time.sleep(0.02)
         """,
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "mighty_patcher", "run", "--path", "src", "-m", "pkg.app"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start(
+        ["--path", "src", "-m", "pkg.app"],
+        tmp_path,
         env={"PYTHONPATH": "src", "PATH": "/usr/bin:/bin"},
     )
     try:

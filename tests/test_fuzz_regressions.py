@@ -6,17 +6,6 @@ from __future__ import annotations
 import inspect
 import textwrap
 
-import pytest
-
-from reload_project import Project
-
-
-@pytest.fixture
-def project(tmp_path):
-    p = Project(tmp_path)
-    yield p
-    p.close()
-
 
 def test_class_members_that_read_a_changed_module_constant_follow_it(project):
     source = """

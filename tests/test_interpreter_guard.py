@@ -5,8 +5,6 @@ from __future__ import annotations
 import shutil
 import sys
 
-import pytest
-
 from conftest import ROOT, extension_path, other_interpreters, require
 
 IMPORT_AND_PRINT_THE_ERROR = """
@@ -56,8 +54,7 @@ def test_an_unsupported_version_is_refused_by_the_package(isolated):
 
 def test_a_real_older_cpython_is_refused_by_the_package(isolated):
     older = other_interpreters(supported=False)
-    if not older:
-        pytest.skip("no CPython older than 3.10 on this machine (the test above covers it)")
+    require(bool(older), "needs a CPython older than 3.10 on this machine")
     for version, python in sorted(older.items()):
         proc = isolated(
             IMPORT_AND_PRINT_THE_ERROR.format(where=str(ROOT / "python")), python=python

@@ -11,21 +11,6 @@ import pytest
 
 from live import LiveProgram, write
 
-
-@pytest.fixture
-def program(tmp_path):
-    started = []
-
-    def start(setup: str, **options):
-        p = LiveProgram(tmp_path, setup, **options)
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        p.close()
-
-
 SEED_MATH = """
 from mighty_patcher import currently_reloading
 
@@ -62,11 +47,13 @@ def test_the_seed_project_changes_what_a_running_loop_computes(program, tmp_path
         """,
     )
     try:
+        p.wait_for("latest")  # the loop's thread has made its first call
         assert p.eval("latest[-1]") == "double(3) = 6"
         write(tmp_path / "src/some_module/math.py", SEED_MATH.replace("x * 2", "x * 2 + 100"))
         (report,) = p.wait_reload()
         assert report["patched"] == ["double"] and report["ok"]
-        time.sleep(0.05)
+        # The loop's next call after the patch computes the new value.
+        p.wait_for("latest[-1] != 'double(3) = 6'")
         assert p.eval("latest[-1]") == "double(3) = 106"
     finally:
         stderr = p.close()
@@ -132,8 +119,14 @@ def test_a_file_never_imported_is_never_executed(program, tmp_path):
     marker = tmp_path / "ran"
     write(tmp_path / "app/unused.py", f"open({str(marker)!r}, 'w').close()\n")
     write(tmp_path / "app/used.py", "X = 2\n")
-    p.wait_reload()
+    reports = p.wait_reload()
     assert p.eval("used.X") == 2
+    # A barrier instead of a settle time: a save made now is applied after everything the
+    # watcher saw before it, so once it is live any report for unused.py is in too.
+    write(tmp_path / "app/used.py", "X = 3\n")
+    p.wait_for("used.X == 3")
+    reports += p.wait_reload(0)
+    assert {r["module"] for r in reports} == {"app.used"}, reports
     assert not marker.exists()
 
 

@@ -172,3 +172,15 @@ def test_class_bodies_read_names_they_do_not_bind():
         "K = 2\nclass C:\n    a = K\n    b = a\n",
     )
     assert actions(p)["C"] == "redefine"
+
+
+def test_statements_sharing_a_line_are_analysed_each_on_its_own():
+    # Both statements of a line have the same lines of text: the analysis of the baseline's
+    # statements that the planner reuses must not hand one of them the other's names.
+    def steps(p):
+        return [(s.new.node.col_offset, s.action, sorted(s.new.writes)) for s in p.steps]
+
+    p = plan("N = 1\nA = N; B = 2\n", "N = 5\nA = N; B = 2\n")
+    assert steps(p) == [(0, "run", ["N"]), (0, "run", ["A"]), (7, "keep", ["B"])]
+    p = plan("N = 1\nA = 1; B = N\n", "N = 5\nA = 1; B = N\n")
+    assert steps(p) == [(0, "run", ["N"]), (0, "keep", ["A"]), (7, "run", ["B"])]

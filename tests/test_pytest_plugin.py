@@ -4,6 +4,7 @@ before ``c``. The watch variant gets its save from this process once it says it 
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, require, write_readme_project
 
 pytest_plugins = ["pytester"]
 
@@ -304,14 +305,17 @@ def test_lf_reruns_the_failed_test_and_forgets_it_once_the_loop_fixed_it(project
 
 
 def test_pytest_xdist_is_refused_with_a_reason(project):
-    pytest.importorskip("xdist")
+    require(importlib.util.find_spec("xdist") is not None, "needs pytest-xdist (dev requirement)")
     result = run(project, "--reload-loop", "-n", "2")
     result.stderr.fnmatch_lines(["ERROR: --reload-loop cannot run with pytest-xdist*"])
     assert result.ret == USAGE_ERROR
 
 
 def test_pytest_randomly_shuffles_and_the_loop_still_fixes_the_failing_test(project):
-    pytest.importorskip("pytest_randomly")
+    require(
+        importlib.util.find_spec("pytest_randomly") is not None,
+        "needs pytest-randomly (dev requirement)",
+    )
     project.makepyfile(test_other="def test_other():\n    pass\n")
     result = run(
         project,
@@ -339,14 +343,7 @@ def test_the_readme_flow_fixes_a_test_of_a_src_layout_project(pytester):
     section on the plugin, run with the command it gives."""
     readme = (ROOT / "README.rst").read_text()
     section = readme[readme.index("Fixing a failing test without restarting pytest") :]
-    for match in re.finditer(r"^\.\. code-block:: python\n\n((?:   .*\n|\n)+)", readme, re.M):
-        block = textwrap.dedent(match.group(1)).strip() + "\n"
-        header = re.match(r"# ([\w/]+\.py)\n", block)
-        if header:
-            path = pytester.path / header.group(1)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(block[header.end() :])
-    (pytester.path / "src/some_module/__init__.py").write_text("")
+    write_readme_project(pytester.path)
     toml = re.search(r"^\.\. code-block:: toml\n\n((?:   .*\n|\n)+)", section, re.M)
     assert toml, "the section shows the pytest configuration"
     (pytester.path / "pyproject.toml").write_text(textwrap.dedent(toml.group(1)))

@@ -13,42 +13,30 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import (
+    README_FILE_HEADER,
+    ROOT,
+    readme_blocks,
+    readme_project_files,
+    write_readme_project,
+)
 
 README = (ROOT / "README.rst").read_text()
-FILE_HEADER = re.compile(r"# ([\w/]+\.py)\n")
-
-
-def python_blocks() -> list[str]:
-    blocks = []
-    for match in re.finditer(r"^\.\. code-block:: python\n\n((?:   .*\n|\n)+)", README, re.M):
-        lines = [line[3:] for line in match.group(1).splitlines()]
-        blocks.append("\n".join(lines).strip() + "\n")
-    return blocks
-
-
-def project_files() -> dict[str, str]:
-    return {
-        m.group(1): block[m.end() :] for block in python_blocks() if (m := FILE_HEADER.match(block))
-    }
 
 
 def test_the_readme_has_examples_of_both_kinds():
-    assert len(python_blocks()) > len(project_files()) > 0, "the extraction regex is broken"
+    blocks, files = readme_blocks("python"), readme_project_files()
+    assert len(blocks) > len(files) > 0, "the extraction regex is broken"
 
 
 def test_every_standalone_python_example_runs(isolated):
-    for block in python_blocks():
-        if not FILE_HEADER.match(block):
+    for block in readme_blocks("python"):
+        if not README_FILE_HEADER.match(block):
             isolated(block)
 
 
 def test_the_example_project_picks_up_a_save_while_it_runs(tmp_path):
-    for name, text in project_files().items():
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    (tmp_path / "src/some_module/__init__.py").write_text("")
+    write_readme_project(tmp_path)
     env = {**os.environ, "PYTHONPATH": "src", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "main.py"],
@@ -78,9 +66,26 @@ def test_the_example_project_picks_up_a_save_while_it_runs(tmp_path):
     assert "reloaded some_module.math: patched double" in stderr
 
 
-def test_the_two_commands_are_make_targets():
+def make_targets_in_readme() -> set[str]:
+    """The targets of every ``make ...`` the README gives, inline or in a shell block
+    (``make PYTHON=python3.13 test`` and ``make fuzz N=10000`` name test and fuzz)."""
+    commands = re.findall(r"``make( [^`]+)``", README)  # a bare ``make`` names the tool
+    for block in readme_blocks("sh"):
+        commands += re.findall(r"^(?:\$ )?make((?: [^#\n]*)?)", block, re.M)
+    targets = set()
+    for args in commands:
+        words = [w for w in args.split() if "=" not in w and not w.startswith("-")]
+        assert words, f"`make{args}` names no target"
+        targets.update(words)
+    return targets
+
+
+def test_every_make_command_in_the_readme_is_a_make_target():
     makefile = (ROOT / "Makefile").read_text()
-    for target in ("demo", "test"):
-        assert f"make {target}" in README
-        assert re.search(rf"^{target}:", makefile, re.M), target
+    defined = {
+        name for line in re.findall(r"^([\w. -]+):(?!=)", makefile, re.M) for name in line.split()
+    }
+    mentioned = make_targets_in_readme()
+    assert {"demo", "test", "matrix", "fuzz"} <= mentioned, "the extraction regex is broken"
+    assert mentioned - defined == set(), "the README names make targets the Makefile lacks"
     assert Path(ROOT / "demo/live_demo.py").exists()

@@ -65,12 +65,12 @@ def test_callbacks_receive_the_report_in_registration_order(registered, notify):
 def test_add_reload_callback_returns_the_callable_so_it_can_decorate(mp, notify):
     seen = []
 
-    @mp.add_reload_callback
     def on_reload(report):
         seen.append(report["module"])
 
+    returned = mp.add_reload_callback(on_reload)
     try:
-        assert callable(on_reload)
+        assert returned is on_reload
         notify(REPORT)
         assert seen == ["shapes"]
     finally:

@@ -169,9 +169,10 @@ def check(spec: str, fast: bool) -> Row:
     )
     if speed.returncode == 0:
         ratio = json.loads(speed.stdout)["patched_ratio"]
+        # Shown, never a failure: a timing depends on whatever else the machine is running
+        # (the 0.95 goal is judged by bench/, not by the matrix). The benchmark failing to
+        # run at all still is one, below.
         row.calls = f"{ratio:.2f}"
-        if ratio < 0.95:
-            row.problems.append(f"calls after a patch run at {ratio:.2f} of the speed before")
     else:
         row.calls = "FAIL"
         row.problems.append("call speed: " + speed.stderr[-1500:])
