@@ -64,14 +64,15 @@ fuzz: build
 stress: build
 	MIGHTY_PATCHER_STRESS_RELOADS=1000 $(BIN)/python -m pytest -q -s tests/test_threads.py
 
-## Reference leaks on a debug build of CPython 3.13 (built once into ~/.cache/pythons-debug, a
-## few minutes): 1,000 reloads must leave sys.gettotalrefcount() and the live objects flat.
+## Reference leaks on a debug build of CPython 3.13 (built once by tools/cpython.sh into
+## ~/.cache/mighty-patcher/cpython-debug, a few minutes): 1,000 reloads must leave sys.gettotalrefcount() and the live objects flat.
 LEAKS_VENV := .venv-leaks
 leaks:
 	tools/bootstrap.sh
-	PYTHONS_CACHE=$$HOME/.cache/pythons-debug PY_CONFIGURE_EXTRA=--with-pydebug \
-		../shared/pythons/get-pythons.sh 3.13 >/dev/null
-	test -x $(LEAKS_VENV)/bin/python || $$HOME/.cache/pythons-debug/3.13/bin/python3.13 -m venv $(LEAKS_VENV)
+	CPYTHON_CACHE=$$HOME/.cache/mighty-patcher/cpython-debug CONFIGURE_EXTRA=--with-pydebug \
+		tools/cpython.sh 3.13 >/dev/null
+	test -x $(LEAKS_VENV)/bin/python || \
+		$$HOME/.cache/mighty-patcher/cpython-debug/3.13/bin/python3.13 -m venv $(LEAKS_VENV)
 	$(LEAKS_VENV)/bin/pip install -q "maturin>=1.9,<2"
 	VIRTUAL_ENV=$(abspath $(LEAKS_VENV)) PYO3_PYTHON=$(abspath $(LEAKS_VENV))/bin/python \
 		CARGO_TARGET_DIR=target/leaks $(LEAKS_VENV)/bin/maturin develop --release -q

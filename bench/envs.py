@@ -5,7 +5,7 @@ wheel built for it (``maturin build --release``, into ``bench/.venvs/wheels/<ver
 ``CARGO_TARGET_DIR=target/bench`` unless ``BENCH_CARGO_TARGET_DIR`` says otherwise); the main
 version's also has the peers and the chart's needs (``bench/requirements.txt``), and the
 maturin that builds every wheel. Interpreters are found, or built with
-``../shared/pythons/get-pythons.sh``, as the build matrix does (``tools/matrix.py``).
+``tools/cpython.sh``, as the build matrix does (``tools/matrix.py``).
 """
 
 from __future__ import annotations

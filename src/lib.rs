@@ -1,7 +1,7 @@
 //! `mighty_patcher`: the native core of a restart-less hot code reloader for CPython.
 //!
 //! This file holds the module's entry point, definition and method table; everything else
-//! lives in files named by role (see `../shared/DESIGN.md`, "Layout").
+//! lives in files named by role (see `docs/design.md`, "Layout").
 
 pub mod abi;
 mod callbacks;

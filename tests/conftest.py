@@ -145,7 +145,9 @@ def other_interpreters(*, supported: bool = True) -> dict[str, str]:
     supported ones (3.10-3.15), or with ``supported=False`` the older, unsupported ones."""
     found: dict[str, str] = {}
     candidates = sorted(Path.home().glob(".pyenv/versions/3.*/bin/python3"))
-    cache = Path(os.environ.get("PYTHONS_CACHE", Path.home() / ".cache/pythons"))
+    cache = Path(
+        os.environ.get("CPYTHON_CACHE", Path.home() / ".cache" / "mighty-patcher" / "cpython")
+    )
     candidates += sorted(cache.glob("3.*/bin/python3"))
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
     for exe in candidates:

@@ -4,9 +4,9 @@ test suite and the call-speed benchmark, and print one table.
 
     python tools/matrix.py [3.12 3.13 ...] [--free-threaded] [--fast]
 
-Interpreters come from pyenv (~/.pyenv/versions), from ``$PYTHONS_CACHE`` (default
-~/.cache/pythons), from PATH, or are built with ``../shared/pythons/get-pythons.sh`` (3.14
-and 3.15 on these machines; a few minutes each the first time). Each version gets its own
+Interpreters come from pyenv (~/.pyenv/versions), from ``tools/cpython.sh``'s cache
+(``$CPYTHON_CACHE``, default ~/.cache/mighty-patcher/cpython), from PATH, or are built with
+``tools/cpython.sh`` (3.14 and 3.15 on these machines; a few minutes each the first time). Each version gets its own
 virtualenv under ``.matrix/``; the wheel is installed (not an editable install), so every
 version is tested against exactly what a user would get.
 """
@@ -26,8 +26,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = ["3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
-GET_PYTHONS = ROOT.parent / "shared" / "pythons" / "get-pythons.sh"
-CACHE = Path(os.environ.get("PYTHONS_CACHE", Path.home() / ".cache" / "pythons"))
+BUILD_CPYTHON = ROOT / "tools" / "cpython.sh"
+CACHE = Path(
+    os.environ.get("CPYTHON_CACHE", Path.home() / ".cache" / "mighty-patcher" / "cpython")
+)
 WORK = ROOT / ".matrix"
 
 
@@ -69,15 +71,13 @@ def get_python(spec: str) -> str:
     exe = find_python(spec)
     if exe is not None:
         return exe
-    if not GET_PYTHONS.exists():
-        raise RuntimeError(f"no CPython {spec} here and no {GET_PYTHONS} to build one")
-    log(f"building CPython {spec} with {GET_PYTHONS.name} (a few minutes)")
-    out = subprocess.run(["bash", str(GET_PYTHONS), spec], capture_output=True, text=True)
+    log(f"building CPython {spec} with tools/cpython.sh (a few minutes)")
+    out = subprocess.run(["bash", str(BUILD_CPYTHON), spec], capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f"get-pythons.sh {spec} failed:\n{out.stderr[-2000:]}")
+        raise RuntimeError(f"tools/cpython.sh {spec} failed:\n{out.stderr[-2000:]}")
     exe = find_python(spec)
     if exe is None:
-        raise RuntimeError(f"get-pythons.sh {spec} gave no interpreter")
+        raise RuntimeError(f"tools/cpython.sh {spec} gave no interpreter")
     return exe
 
 
