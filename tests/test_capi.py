@@ -432,7 +432,7 @@ def test_wrong_arguments_fail_with_an_exception_and_an_error_result(isolated, ex
         fails(lambda: ext.swap_code(f, f), TypeError, "must be a code object")
         fails(lambda: ext.swap_code(NULL, f.__code__), SystemError, "got NULL for function")
         fails(lambda: ext.swap_code(f, NULL), SystemError, "got NULL for code")
-        fails(lambda: ext.patch_class(C, 1, NULL, NULL), TypeError, "two classes")
+        fails(lambda: ext.patch_class(C, 1, NULL, NULL), TypeError, "takes a class and")
         fails(lambda: ext.patch_class(int, C, NULL, NULL), TypeError, "built-in")
         fails(lambda: ext.patch_class(C, C, "name", NULL), TypeError, "not a str")
         fails(lambda: ext.patch_class(NULL, C, NULL, NULL), SystemError, "got NULL for old")

@@ -350,7 +350,7 @@ def test_subclasses_see_the_change(mp):
 def test_arguments_are_checked(mp):
     ns: dict = {}
     C = build("class C:\n    pass\n", ns)
-    with pytest.raises(TypeError, match="takes two classes"):
+    with pytest.raises(TypeError, match="takes a class and its new version"):
         mp.patch_class(C, 1)
     with pytest.raises(TypeError, match="built-in or extension type"):
         mp.patch_class(int, C)

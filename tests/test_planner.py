@@ -138,10 +138,26 @@ def test_a_changed_decorator_argument_or_base_class_name_triggers_redefinition()
     assert actions(p)["C"] == "keep"
 
 
-def test_the_main_guard_of_the_running_script_never_reruns():
+def test_a_running_module_runs_no_statement_but_literal_constants():
+    old = "X = 1\nLIMIT = 3\ncart = make()\nfor i in range(3):\n    log(X)\ndef f():\n    pass\n"
+    new = "X = 2\nLIMIT = 3\ncart = make(2)\nfor i in range(3):\n    log(X)\ndef f():\n    return 1\n"
+    p = plan(old, new, running=True)
+    assert actions(p) == {
+        "X = 2": "run",  # a literal: runs nothing of the program's
+        "LIMIT = 3": "keep",
+        "cart = make(2)": "defer",  # takes effect at the next start
+        "for i in range(3):": "keep",
+        "f": "redefine",
+    }
+    assert [(s.label, sorted(n)) for s, n in p.not_rerun] == [("for i in range(3):", ["X"])]
+    # the same edit in a module that is not running runs the changed call
+    assert actions(plan(old, new))["cart = make(2)"] == "run"
+
+
+def test_the_main_guard_and_a_changed_entry_point_are_deferred_in_a_running_script():
     old = 'def main():\n    pass\nif __name__ == "__main__":\n    main()\n'
-    new = 'def main():\n    return 1\nif __name__ == "__main__":\n    main()\n'
-    assert actions(plan(old, new, is_main=True))['if __name__ == "__main__":'] == "keep"
+    new = 'def main():\n    return 1\nif __name__ == "__main__":\n    main(1)\n'
+    assert actions(plan(old, new, running=True))['if __name__ == "__main__":'] == "defer"
     assert actions(plan(old, new))['if __name__ == "__main__":'] == "run"
 
 

@@ -15,6 +15,7 @@ import ast
 import copy
 import enum
 import functools
+import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +23,17 @@ from typing import Any
 
 from . import mighty_patcher as native
 from .codes import find_inner, member_functions, nested_codes, nested_pairs, wrapper_chain
-from .planner import Plan, Step, Stmt, class_plan, dump_nodes, first_line
-from .report import ReloadReport
+from .planner import (
+    ClassPlan,
+    Plan,
+    Step,
+    Stmt,
+    class_plan,
+    decorators,
+    first_line,
+    same_header,
+)
+from .report import ReloadReport, relative
 from .transaction import Transaction
 
 __all__ = ["Applier", "Transform"]
@@ -99,18 +109,27 @@ class Applier:
 
     def apply(self) -> None:
         self.txn.keep_namespace(self.ns)
-        handlers: dict[str, Callable[[Step], None]] = {
-            "run": self.run,
-            "redefine": self.redefine,
-            "relocate": self.relocate,
-        }
-        for step in self.plan.steps:
-            if step.action != "keep":
-                handlers[step.action](step)
+        steps = self.plan.steps
+        for index in range(len(steps)):  # by index: a redefinition may upgrade later steps
+            step = steps[index]
+            if step.action == "run":
+                self.run(step)
+            elif step.action == "redefine":
+                self.redefine(step, index)
+            elif step.action == "relocate":
+                self.relocate(step)
+            elif step.action == "defer":
+                self.report.deferred.append(self._where(step.new))
+        for stmt, names in self.plan.not_rerun:
+            self.report.not_rerun.append(f"{self._where(stmt)} reads {', '.join(sorted(names))}")
         self.delete()
         docstring = ast.get_docstring(self.plan.new_tree, clean=False)
         if self.ns.get("__doc__") != docstring:
             self.ns["__doc__"] = docstring
+
+    def _where(self, stmt: Stmt) -> str:
+        """``app.py:12 "cart = Cart()"``: a statement as reports show it."""
+        return f'{relative(self.path)}:{stmt.lineno} "{stmt.label}"'
 
     def run(self, step: Step) -> None:
         stmt = step.new
@@ -144,13 +163,25 @@ class Applier:
                 if revived:
                     del self.graveyard[name]
 
-    def build(self, stmt: Stmt, name: str) -> Any:
-        """Executes a ``def``/``class`` statement without rebinding its name: the new object."""
+    def build(self, stmt: Stmt, name: str, *, undecorated: bool = False) -> Any:
+        """Executes a ``def``/``class`` statement without rebinding its name: the new object.
+        ``undecorated``: a def's decorators are left out (they do not run); its code keeps
+        the first line the decorated version has."""
+        node = stmt.node
         scratch: dict[str, Any] = {}
-        exec(self.compile(stmt.node), self.ns, scratch)
+        if undecorated and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node = copy.copy(node)
+            # Same positions, no effect: the compiler counts a function's first line from its
+            # first decorator, and tracebacks and inspect.getsource count from there too.
+            node.decorator_list = [
+                ast.copy_location(ast.Name(id=_KEEP, ctx=ast.Load()), d)
+                for d in decorators(stmt.node)
+            ]
+            scratch[_KEEP] = _keep
+        exec(self.compile(node), self.ns, scratch)
         return scratch[name]
 
-    def redefine(self, step: Step) -> None:
+    def redefine(self, step: Step, index: int) -> None:
         stmt = step.new
         name = stmt.name
         assert name is not None
@@ -159,20 +190,28 @@ class Applier:
         old_node = step.old.node if step.old is not None else None
         if current is _MISSING and name in self.graveyard:
             (current, old_node), revived = self.graveyard[name], True
-        new = self.build(stmt, name)
         if current is _MISSING:
-            self.ns[name] = new
+            self.ns[name] = self.build(stmt, name)
             self.report.added.append(name)
             return
-        if isinstance(current, type) and isinstance(new, type):
+        # What to run again: the decorators (or a class's header) only when they changed or
+        # read a rebound name; a definition back from the graveyard compares with the
+        # statement that made it.
+        header = (
+            step.header if not revived else old_node is None or not same_header(old_node, stmt.node)
+        )
+        if isinstance(current, type) and isinstance(stmt.node, ast.ClassDef):
             # A class back from the graveyard was built before the changes made since: take
             # all of the new one (no old statement to diff with).
             kept = self.patch_class(
-                name, current, new, None if revived else old_node, stmt.node, step.dirty
+                name, current, stmt, None if revived else old_node, step.dirty, header=header
             )
         else:
-            kept = self.patch_callable(name, current, new, old_node, stmt.node)
-        self.ns[name] = current if kept else new
+            kept = self.patch_callable(name, current, stmt, header=header)
+        if kept:
+            self.ns[name] = current
+        else:
+            self.plan.follow(index, [name])
         if revived:
             del self.graveyard[name]
 
@@ -183,36 +222,62 @@ class Applier:
         self.txn.keep_function(old)
         native.patch_function(old, new)
 
-    def patch_callable(
-        self, name: str, current: Any, new: Any, old_node: ast.stmt | None, new_node: ast.stmt
-    ) -> bool:
+    def patch_callable(self, name: str, current: Any, stmt: Stmt, *, header: bool) -> bool:
         """Patches a (possibly decorated) function definition into ``current``; returns
-        whether ``current`` stays (False: the name is rebound to ``new``)."""
-        decorators_same = old_node is not None and dump_nodes(_decorators(old_node)) == dump_nodes(
-            _decorators(new_node)
-        )
-        if decorators_same:
-            old_inner = find_inner(current, name, self.path)
-            new_inner = find_inner(new, name, self.path)
-            if old_inner is not None and new_inner is not None:
-                self.patch_function(old_inner, new_inner)
-                if current is not old_inner:
-                    _refresh_wrapper(current, new)
-                    _clear_caches(current)
-                self.report.patched.append(name)
-                return True
+        whether ``current`` stays (False: the name was rebound to a new object)."""
+        old_inner = find_inner(current, name, self.path)
+        if not header and old_inner is not None:
+            # The body changed, the decorators did not: they are not run again (a route, a
+            # registration, a command stays as it is); the function they wrapped is patched
+            # wherever they keep it.
+            new_inner = self.build(stmt, name, undecorated=True)
+            self._patch_inner(current, old_inner, new_inner)
+            self.report.patched.append(name)
+            return True
+        new = self.build(stmt, name)
+        new_inner = find_inner(new, name, self.path)
+        if old_inner is not None and new_inner is not None and old_inner is not current:
+            self._patch_inner(current, old_inner, new_inner)
         if isinstance(current, types.FunctionType) and isinstance(new, types.FunctionType):
-            # The decorators changed (or there is no inner function to find): the old outer
-            # object becomes the new outer object.
+            # The decorators ran again: the old outer function becomes the new one.
             self.patch_function(current, new)
             self.report.patched.append(name)
             return True
-        self.report.patched.append(name)
+        if type(current) is type(new) and old_inner is not None and new_inner is not None:
+            # The same kind of wrapper (an lru_cache, say): the function inside was patched;
+            # the wrapper keeps what its decorator gave it before.
+            self.report.patched.append(name)
+            self.report.notes.append(
+                f"{name}: its decorators changed; the {type(current).__name__} made before "
+                f"keeps the decorator arguments it was made with"
+            )
+            return True
+        self.ns[name] = new
+        self.report.rebound.append(name)
         self.report.notes.append(
             f"{name} became a {type(new).__name__} (was a {type(current).__name__}); references "
             f"taken before keep the old object"
         )
         return False
+
+    def _patch_inner(self, wrapper: Any, old: types.FunctionType, new: types.FunctionType) -> None:
+        """Patches ``old`` (what decorators wrapped) with ``new``; the wrappers around it that
+        copied its name or docstring (``functools.wraps``) copy the new ones; caches along the
+        way (``lru_cache``) are cleared."""
+        before = {attr: getattr(old, attr, None) for attr in _COPIED}
+        self.patch_function(old, new)
+        if wrapper is old:
+            return
+        for outer in wrapper_chain(wrapper):
+            if outer is old:
+                continue
+            for attr, value in before.items():
+                try:
+                    if getattr(outer, attr, _MISSING) == value:
+                        setattr(outer, attr, getattr(old, attr))
+                except (AttributeError, TypeError):
+                    pass
+        _clear_caches(wrapper)
 
     # --- classes ---------------------------------------------------------------------------
 
@@ -220,43 +285,113 @@ class Applier:
         self,
         name: str,
         old: type,
-        new: type,
+        stmt: Stmt,
         old_node: ast.stmt | None,
-        new_node: ast.stmt,
         seeds: frozenset[str] = frozenset(),
+        *,
+        header: bool = True,
     ) -> bool:
-        """Patches a class definition into ``old``. ``seeds``: module-level names that
-        changed before it, whose readers in the class body are taken from ``new``."""
-        update: set[str] | None
-        remove: set[str] | None
-        relocated: frozenset[str] = frozenset()
-        if isinstance(old_node, ast.ClassDef) and isinstance(new_node, ast.ClassDef):
-            header_changed, upd, rem, relocated = class_plan(
-                old_node, new_node, self.old_lines, self.new_lines, seeds=seeds
-            )
-            decorated = bool(old_node.decorator_list or new_node.decorator_list)
-            if header_changed or decorated:
-                update, remove = None, None
-            else:
-                update, remove = set(upd), set(rem)
-        else:
-            update, remove = None, None
+        """Patches a class definition into ``old``; returns True (the class keeps its
+        identity, also when a part needs a restart). ``seeds``: module-level names rebound
+        before it, whose readers in the class body are taken anew.
+
+        A body edit runs the changed statements of the body on their own, in a namespace
+        holding the class's members, and patches what they make into the class: no
+        metaclass, class decorator or ``__init_subclass__`` runs, so registrations made when
+        the class was created are not made again. The class is rebuilt through its real
+        machinery (and merged into ``old``) only when what that machinery reads changed: the
+        bases, keywords, decorators, or, for a class that has such machinery, its fields."""
+        new_node = stmt.node
+        assert isinstance(new_node, ast.ClassDef)
+        plan = None
+        if isinstance(old_node, ast.ClassDef):
+            plan = class_plan(old_node, new_node, self.old_lines, self.new_lines, seeds=seeds)
+        if plan is not None and not header and not plan.header:
+            members = None
+            if not (plan.fields and _has_machinery(old, new_node)):
+                members = self._run_class_body(old, new_node, plan)
+            if members is not None:
+                return self._merge_class(
+                    name,
+                    old,
+                    members,
+                    members,
+                    set(plan.update),
+                    set(plan.remove),
+                    plan,
+                    new_node,
+                )
+        new = self.build(stmt, name)
+        update: set[str] | None = None
+        remove: set[str] | None = None
+        if plan is not None and not plan.header and not new_node.decorator_list:
+            update, remove = set(plan.update), set(plan.remove)
+        return self._merge_class(name, old, new, dict(new.__dict__), update, remove, plan, new_node)
+
+    def _run_class_body(
+        self, old: type, node: ast.ClassDef, plan: ClassPlan
+    ) -> dict[str, Any] | None:
+        """Runs the statements ``plan`` takes from the class body ``node``, as the body of a
+        bare ``class`` statement of the same name (so that names mangle and ``super()``
+        compiles as in the class), in a namespace that holds ``old``'s members; returns the
+        members they made. None: this cannot be done on its own (a ``__slots__`` change, type
+        parameters): the class is to be rebuilt."""
+        if {"__slots__", "__dict__", "__weakref__"} & (plan.update | plan.remove):
+            return None
+        if getattr(node, "type_params", None):
+            return None
+        bare = _bare_class(node.name, plan.body or [ast.Pass()], node)
+        module_code = self.compile(bare)
+        bodies = [
+            c
+            for c in module_code.co_consts
+            if isinstance(c, types.CodeType) and c.co_name == node.name
+        ]
+        if len(bodies) != 1 or bodies[0].co_freevars:
+            return None
+        namespace: dict[str, Any] = dict(old.__dict__)
         if isinstance(old, enum.EnumMeta):
+            # In an enum's body a member's name means the value it was given (the members
+            # are made after the body ran).
+            namespace.update((n, m._value_) for n, m in old.__members__.items())
+        exec(bodies[0], self.ns, namespace)
+        cell = namespace.get("__classcell__")
+        if isinstance(cell, types.CellType):
+            cell.cell_contents = old  # zero-argument super() and __class__ name the old class
+        dict_cell = namespace.get("__classdictcell__")
+        if isinstance(dict_cell, types.CellType):
+            dict_cell.cell_contents = old.__dict__  # what annotation scopes read (3.14+)
+        return {n: namespace[n] for n in plan.update if n in namespace}
+
+    def _merge_class(
+        self,
+        name: str,
+        old: type,
+        new: type | dict[str, Any],
+        new_members: dict[str, Any],
+        update: set[str] | None,
+        remove: set[str] | None,
+        plan: ClassPlan | None,
+        new_node: ast.ClassDef,
+    ) -> bool:
+        """Patches ``new`` (a rebuilt class, or a dict of members) into ``old``; ``update``
+        and ``remove`` None: every member."""
+        if isinstance(old, enum.EnumMeta) and isinstance(new, type):
             update, remove = self._enum_filter(name, old, new, update, remove)
-        names = set(new.__dict__) if update is None else update
+        names = set(new_members) if update is None else update
         self.txn.keep_class(old)
-        revived = self._revive_members(old, new, names)
+        revived = self._revive_members(old, new_members, names)
         for member in sorted(names):
-            if self._patch_wrapped_member(member, old, new):
+            if self._patch_wrapped_member(member, old, new_members):
                 if update is None:
-                    update = set(new.__dict__)
+                    update = set(new_members)
                 update.discard(member)
             else:
-                self._pair_member_codes(old.__dict__.get(member), new.__dict__.get(member))
-        changed = sorted(update if update is not None else _differing(old, new))
+                self._pair_member_codes(old.__dict__.get(member), new_members.get(member))
+        changed = sorted(update if update is not None else _differing(old, new_members))
         gone = {
             member: old.__dict__[member]
-            for member in (remove if remove is not None else set(old.__dict__) - set(new.__dict__))
+            for member in (remove if remove is not None else set(old.__dict__) - set(new_members))
             if isinstance(old.__dict__.get(member), _MEMBERS) and member not in _BOOKKEEPING
         }
         try:
@@ -271,21 +406,22 @@ class Applier:
         for member, value in gone.items():
             if member not in old.__dict__:
                 self.graveyard[f"{old.__qualname__}.{member}"] = value
-        for member in relocated:
-            self._relocate_member(old, new, member)
+        if plan is not None:
+            for member, old_member_node, new_member_node in plan.relocated:
+                self._relocate_member(old, name, member, old_member_node, new_member_node)
         if "__firstlineno__" in old.__dict__:
             type.__setattr__(old, "__firstlineno__", first_line(new_node))
         self.report.patched.append(", ".join(f"{name}.{m}" for m in changed) if changed else name)
         return True
 
-    def _revive_members(self, old: type, new: type, names: set[str]) -> list[str]:
+    def _revive_members(self, old: type, new: dict[str, Any], names: set[str]) -> list[str]:
         """Members deleted by an earlier reload that come back now return to the class as the
         objects they were, so that ``patch_class`` patches them in place and the references
         held elsewhere (bound methods, registries) follow them again."""
         revived = []
         for member in sorted(names):
             buried = self.graveyard.get(f"{old.__qualname__}.{member}")
-            value = new.__dict__.get(member)
+            value = new.get(member)
             if buried is None or member in old.__dict__ or type(buried) is not type(value):
                 continue
             type.__setattr__(old, member, buried)
@@ -321,10 +457,10 @@ class Applier:
         kept_remove = {n for n in (remove or set()) if n not in skip}
         return kept_update, kept_remove
 
-    def _patch_wrapped_member(self, member: str, old: type, new: type) -> bool:
+    def _patch_wrapped_member(self, member: str, old: type, new: dict[str, Any]) -> bool:
         """A member that a decorator turned into an object other than a function (an
         ``lru_cache`` wrapper, say): patch the function inside, keep the wrapper."""
-        o, n = old.__dict__.get(member), new.__dict__.get(member)
+        o, n = old.__dict__.get(member), new.get(member)
         plain = (types.FunctionType, staticmethod, classmethod, property, type)
         if o is None or n is None or isinstance(o, plain) or isinstance(n, plain):
             return False
@@ -343,10 +479,21 @@ class Applier:
         for o, n in _member_function_pairs(old_value, new_value):
             self.code_pairs.extend(nested_pairs(o.__code__, n.__code__))
 
-    def _relocate_member(self, old: type, new: type, member: str) -> None:
-        for o, n in _member_function_pairs(old.__dict__.get(member), new.__dict__.get(member)):
-            if o.__code__ is not n.__code__:
-                self.swap_code(o, n.__code__)
+    def _relocate_member(
+        self, old: type, name: str, member: str, old_node: ast.stmt, new_node: ast.stmt
+    ) -> None:
+        """An unchanged member that moved: its functions get code objects with the new line
+        numbers, compiled from the member's statement in a bare class body of the same name
+        (nothing runs)."""
+        codes = self._moved_codes(
+            _bare_class(name, [old_node], old_node),
+            _bare_class(name, [new_node], new_node),
+            transform_old=False,
+        )
+        for func in member_functions(old.__dict__.get(member)):
+            code = codes.get((func.__code__.co_name, func.__code__.co_firstlineno))
+            if code is not None and func.__code__ is not code:
+                self.swap_code(func, code)
 
     # --- line numbers ----------------------------------------------------------------------
 
@@ -369,11 +516,7 @@ class Applier:
         stmt = step.new
         if step.old is None:
             return
-        old_module = self.compile(step.old.node, transform=False)
-        codes: dict[tuple[str, int], types.CodeType | None] = {}
-        for o, n in nested_pairs(old_module, self.compile(stmt.node)):
-            key = (o.co_name, o.co_firstlineno)
-            codes[key] = n if key not in codes else None  # two on one line: leave both
+        codes = self._moved_codes(step.old.node, stmt.node, transform_old=False)
         moved = False
         for name in sorted(stmt.writes):
             value = self.ns.get(name, _MISSING)
@@ -389,6 +532,19 @@ class Applier:
                         break
         if moved or stmt.name is not None:
             self.report.moved.append(stmt.label)
+
+    def _moved_codes(
+        self, old_node: ast.stmt, new_node: ast.stmt, *, transform_old: bool
+    ) -> dict[tuple[str, int], types.CodeType]:
+        """The code objects of ``new_node`` by the (name, first line) their partners have in
+        ``old_node``, both compiled (never run): where each function a statement made gets its
+        code with the new line numbers. Two functions of one name on one line are left out."""
+        codes: dict[tuple[str, int], types.CodeType | None] = {}
+        old_code = self.compile(old_node, transform=transform_old)
+        for o, n in nested_pairs(old_code, self.compile(new_node)):
+            key = (o.co_name, o.co_firstlineno)
+            codes[key] = n if key not in codes else None
+        return {k: v for k, v in codes.items() if v is not None}
 
     # --- deletions and closures ------------------------------------------------------------
 
@@ -407,15 +563,27 @@ class Applier:
         """Closures made before the edit from a code object that now has a new version move
         to it, keeping their cells (one pass over the heap for the whole reload).
 
-        This is the last step of a reload, after everything that can fail: the closures are
-        not recorded in the transaction (there may be very many of them)."""
+        A closure that cannot (the new code captures a name it has no cell for) keeps its
+        old code; if a module-level binding of this module holds it (``v = make(3)``), that
+        binding is made again first, as the one way its value can follow the edit, and the
+        report says so. That may fail, so it comes first; moving the closures is the last
+        step of a reload, after everything that can fail: the closures are not recorded in
+        the transaction (there may be very many of them)."""
         mapping = {}
         for old, new in self.code_pairs:
             if old is not new:
                 mapping[old] = new
         if not mapping:
             return
-        for func in native.functions_using(list(mapping)):
+        functions = native.functions_using(list(mapping))
+        stuck = [
+            f
+            for f in functions
+            if not set(mapping[f.__code__].co_freevars) <= set(f.__code__.co_freevars)
+        ]
+        if stuck and not self.plan.running:
+            self._remake_holders_of(stuck)
+        for func in functions:
             target = mapping.get(func.__code__)
             if target is None:
                 continue
@@ -424,13 +592,61 @@ class Applier:
             except native.PatchError as exc:
                 self.report.notes.append(str(exc))
 
+    def _remake_holders_of(self, closures: list[types.FunctionType]) -> None:
+        """Runs again the unchanged module-level bindings that hold one of ``closures``."""
+        ids = {id(c) for c in closures}
+        for step in self.plan.steps:
+            stmt = step.new
+            if step.action not in ("keep", "relocate") or stmt.kind != "other" or not stmt.binding:
+                continue
+            held = [
+                n
+                for n in sorted(stmt.writes)
+                if any(id(c) in ids for c in wrapper_chain(self.ns.get(n)))
+            ]
+            if held:
+                self.run(step)
+                self.report.notes.append(
+                    f"{', '.join(held)} made again ({self._where(stmt)}): the closure it held "
+                    f"captures names the new code does not have cells for; references taken "
+                    f"before keep the old one"
+                )
+
+
+#: The name of the no-op decorator an undecorated build puts where each decorator was.
+_KEEP = "__mighty_patcher_keep__"
+
+
+def _keep(func: Any) -> Any:
+    return func
+
+
+#: What ``functools.wraps`` copies from a function to its wrapper, and a patch renews.
+_COPIED = ("__name__", "__qualname__", "__doc__", "__module__")
+
+
+def _bare_class(name: str, body: list[ast.stmt], like: ast.stmt) -> ast.ClassDef:
+    """``class <name>: <body>`` with no bases, keywords or decorators, positioned as ``like``:
+    compiles the body as it is compiled in its class (mangled names, ``__class__``)."""
+    bare = ast.ClassDef(name=name, bases=[], keywords=[], body=body, decorator_list=[])
+    if sys.version_info >= (3, 12):
+        bare.type_params = []
+    ast.copy_location(bare, like)
+    bare.end_lineno, bare.end_col_offset = like.end_lineno, like.end_col_offset
+    return ast.fix_missing_locations(bare)  # a `pass` standing for an empty body
+
+
+def _has_machinery(cls: type, node: ast.ClassDef) -> bool:
+    """Whether code of the program's reads the class's fields when the class is made: a
+    class decorator (dataclass, attrs), a metaclass (Enum, pydantic, Django, SQLAlchemy,
+    TypedDict), an ``__init_subclass__`` of a base, or a typing construct (NamedTuple)."""
+    if node.decorator_list or type(cls) is not type or "__orig_bases__" in cls.__dict__:
+        return True
+    return any("__init_subclass__" in base.__dict__ for base in cls.__mro__[1:-1])
+
 
 #: Class members that a later reload may bring back into the same object.
 _MEMBERS = (types.FunctionType, staticmethod, classmethod, property)
-
-
-def _decorators(node: ast.stmt) -> list[ast.expr]:
-    return list(getattr(node, "decorator_list", []))
 
 
 def _defined_in(func: types.FunctionType, node: ast.stmt) -> bool:
@@ -521,10 +737,10 @@ _BOOKKEEPING = frozenset(
 )
 
 
-def _differing(old: type, new: type) -> list[str]:
-    """Members of ``new`` that are not the very objects ``old`` holds (before a patch)."""
+def _differing(old: type, new: dict[str, Any]) -> list[str]:
+    """Members in ``new`` that are not the very objects ``old`` holds (before a patch)."""
     return [
         n
-        for n, v in new.__dict__.items()
+        for n, v in new.items()
         if n not in _BOOKKEEPING and old.__dict__.get(n, _MISSING) is not v
     ]

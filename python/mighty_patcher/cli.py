@@ -94,8 +94,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         module = None
         default_root = os.path.dirname(script)
         sys.path.insert(0, default_root)
+    roots = [os.path.abspath(p) for p in args.path] if args.path else [default_root]
+    # The roots are where the program's modules are imported from (``--path src -m app``):
+    # on sys.path, as PYTHONPATH would put them, ahead of the default root.
+    for root in reversed(roots):
+        if root not in sys.path:
+            sys.path.insert(0, root)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    reloader = AutoReloader(path=args.path or [default_root], poll=args.poll, log_level=level)
+    reloader = AutoReloader(path=roots, poll=args.poll, log_level=level)
     try:
         if script is not None:
             sys.argv = [script, *rest]

@@ -1,31 +1,41 @@
-"""The reload engine: from a saved file to patched modules, all or nothing per file.
+"""The reload engine: orchestration only. A saved path goes through each piece once:
 
-For one file: read it; find the imported modules it backs; plan the change against the
-source last applied (a syntax error stops here, nothing changed); apply the plan to every
-one of those modules inside one transaction, with the thread marked as reloading; on any
-exception roll everything back and report file, line and the line's text. After a success,
-rebind ``from m import name`` copies in other watched modules that still hold the old value,
-and re-run the statements there that read them.
+    sources (read it, with its checks; the modules it backs)
+    -> planner (the plan: what the edit changed, what follows)
+    -> applier (the plan applied in the module's namespace, all or nothing)
+    -> planner.plan_imports (one plan for the ``from m import name`` copies it reaches)
+    -> applier again, module by module, and one report each.
+
+A failure anywhere changes nothing of its file and is reported with file, line and text; the
+program keeps running its previous version.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib.util
+import contextlib
 import linecache
 import os
+import sys
 import threading
 import time
 import traceback
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import mighty_patcher as native
 from .applier import Applier, Transform
-from .planner import Plan, parsed_tree, plan_module
-from .report import ReloadReport, logger
-from .sources import Sources, read_source, resolve
+from .planner import (
+    ImportedName,
+    Importer,
+    Plan,
+    import_table,
+    parsed_tree,
+    plan_imports,
+    plan_module,
+)
+from .report import ReloadReport, logger, relative
+from .sources import SourceError, Sources, resolve, running_namespaces
 from .transaction import Transaction
 
 __all__ = ["Engine"]
@@ -36,6 +46,9 @@ AfterHook = Callable[[ReloadReport], None]
 
 
 class Engine:
+    #: A reload still running after this many seconds says where it is (one log line).
+    slow_after = 2.0
+
     def __init__(self, sources: Sources, *, transform: Transform | None = None) -> None:
         self.sources = sources
         #: ``transform(tree, path, source) -> tree`` applied to each statement's syntax tree
@@ -46,7 +59,7 @@ class Engine:
         self.after: list[AfterHook] = []
         self._graveyards: dict[str, dict[str, Any]] = {}
         #: By (path, package): the source an import table was made from, and the table.
-        self._imports: dict[tuple[str, str], tuple[str, list[tuple[str, str, str]]]] = {}
+        self._imports: dict[tuple[str, str], tuple[str, list[ImportedName]]] = {}
         #: Files said to be gone (with their directory), not to say it again.
         self._missing: set[str] = set()
 
@@ -66,6 +79,228 @@ class Engine:
             for path in sorted(wanted, key=lambda p: order.get(p, len(order))):
                 reports += self.reload_file(path, text=(texts or {}).get(path))
             return reports
+
+    def reload_changed(self) -> list[ReloadReport]:
+        """Applies every watched file whose text differs from the source last applied. A
+        reload another thread is making finishes first (its copies rebound, its hooks run):
+        when this returns, every save made before the call is applied."""
+        with self.lock:
+            changed, texts = self.sources.changed_files()
+            return self.reload_paths(changed, texts=texts)
+
+    def reload_file(self, path: str, *, text: str | None = None) -> list[ReloadReport]:
+        """Applies one file. ``text``: its text, just read (checked not too large); None:
+        read it here."""
+        with self.lock:
+            if not self.sources.under_roots(path):
+                # e.g. reached through a symbolic link inside a root: never followed out
+                logger.debug("%s is outside the watched roots: not reloaded", path)
+                return []
+            modules = self.sources.modules_for(path)
+            if not modules:
+                logger.debug("%s changed but backs no imported module: not executed", path)
+                return []
+            name = ", ".join(m.__name__ for m in modules)
+            start = time.perf_counter()
+            try:
+                source = self.sources.read_saved(path, text)
+            except FileNotFoundError:
+                if path not in self._missing:
+                    self._missing.add(path)
+                    logger.warning("%s was deleted; %s keeps running its last version", path, name)
+                return []
+            except SourceError as exc:
+                return [self._failed(name, path, start, str(exc))]
+            self._missing.discard(path)
+            baseline = self.sources.baseline(path)
+            if source == baseline:
+                return []
+            running = _running(modules)
+            try:
+                plan = plan_module(baseline, source, path, running=running)
+            except SyntaxError as exc:
+                return [self._failed(name, path, start, _syntax_error(exc, source))]
+            report = ReloadReport(module=name, file=path)
+            self._call_before(path, modules)
+            before = {m.__name__: dict(m.__dict__) for m in modules}
+            ok = self._apply(plan, modules, path, baseline, source, report)
+            if ok:
+                self.sources.remember(path, source)
+                linecache.checkcache(path)
+            report.seconds = time.perf_counter() - start
+            self._finish(report)
+            if not ok:
+                return [report]
+            return [report, *self._follow_imports(modules, before)]
+
+    # --- applying --------------------------------------------------------------------------
+
+    def _apply(
+        self,
+        plan: Plan,
+        modules: list[types.ModuleType],
+        path: str,
+        baseline: str | None,
+        source: str,
+        report: ReloadReport,
+        rebind: list[tuple[str, Any]] = (),  # type: ignore[assignment]
+    ) -> bool:
+        """Applies ``plan`` to each of ``modules`` (the names of ``rebind`` first: imported
+        copies), inside one transaction: on any exception everything is restored."""
+        txn = Transaction()
+        old_lines = (baseline or "").splitlines(keepends=True)
+        new_lines = source.splitlines(keepends=True)
+        try:
+            with native.reloading(), self._watchdog(report.module, path):
+                appliers: list[Applier] = []
+                for module in modules:
+                    if rebind:
+                        txn.keep_namespace(module.__dict__)
+                        module.__dict__.update(rebind)
+                    applier = Applier(
+                        module=module,
+                        path=path,
+                        plan=plan,
+                        old_lines=old_lines,
+                        new_lines=new_lines,
+                        txn=txn,
+                        report=report if not appliers else ReloadReport(module.__name__, path),
+                        graveyard=self._graveyards.setdefault(module.__name__, {}),
+                        transform=self.transform,
+                    )
+                    applier.apply()
+                    appliers.append(applier)
+                for applier in appliers:
+                    applier.move_closures()
+        except BaseException as exc:
+            problems = txn.rollback()
+            report.ok = False
+            report.error = _runtime_error(exc, path, new_lines)
+            if problems:
+                report.error += "\n  could not fully restore: " + "; ".join(problems)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def _watchdog(self, name: str, path: str) -> Iterator[None]:
+        """Says once, after :attr:`slow_after` seconds, where a reload still running is: a
+        statement that blocks (a loop, a call that waits) is then visible, not silent."""
+        thread = threading.get_ident()
+        started = time.monotonic()
+
+        def say() -> None:
+            frame = sys._current_frames().get(thread)
+            where = _innermost(frame, path, self.sources)
+            logger.warning(
+                "the reload of %s is still running after %.0f s, at %s",
+                name,
+                time.monotonic() - started,
+                where,
+            )
+
+        timer = threading.Timer(self.slow_after, say)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    def _follow_imports(
+        self, modules: list[types.ModuleType], before: dict[str, dict[str, Any]]
+    ) -> list[ReloadReport]:
+        """The ``from m import name`` copies of the names the reload rebound (to a different
+        object: a name patched in place is not rebound), and their followers, everywhere."""
+        rebound = {}
+        for module in modules:
+            saved = before[module.__name__]
+            rebound[module.__name__] = frozenset(
+                key for key, value in module.__dict__.items() if saved.get(key, value) is not value
+            )
+        if not any(rebound.values()):
+            return []
+        by_name: dict[str, types.ModuleType] = {}
+        steps = plan_imports(rebound, self._importers(before, by_name))
+        reports: list[ReloadReport] = []
+        failed: set[str] = set()
+        for step in steps:
+            if step.after & failed:
+                failed.add(step.module)
+                continue
+            module = by_name[step.module]
+            start = time.perf_counter()
+            report = ReloadReport(
+                module=step.module, file=step.path, rebound=sorted(a for a, _, _ in step.rebind)
+            )
+            values = [
+                (alias, vars(by_name.get(m) or sys.modules[m])[n]) for alias, m, n in step.rebind
+            ]
+            source = self.sources.baseline(step.path) or ""
+            if not self._apply(step.plan, [module], step.path, source, source, report, values):
+                failed.add(step.module)
+            report.seconds = time.perf_counter() - start
+            self._finish(report)
+            reports.append(report)
+        return reports
+
+    def _importers(
+        self, before: dict[str, dict[str, Any]], by_name: dict[str, types.ModuleType]
+    ) -> list[Importer]:
+        """Every watched module with ``from ... import`` statements, with the copies it holds
+        of what the exporters held before the reload (``before`` for the modules reloaded,
+        their namespace now for the others, which nothing changed yet)."""
+        running = running_namespaces()
+        importers = []
+        for path in self.sources.tracked_files():
+            source = self.sources.baseline(path)
+            if source is None:
+                continue
+            for module in self.sources.modules_for(path):
+                table = self._import_table(path, source, module)
+                if not table:
+                    continue
+                ns = module.__dict__
+                copies = set()
+                for imported in table:
+                    exporter = before.get(imported.module)
+                    if exporter is None:
+                        exporter = getattr(sys.modules.get(imported.module), "__dict__", None)
+                    if exporter is None:
+                        continue
+                    if imported.name == "*":
+                        copies |= {
+                            n
+                            for n, v in exporter.items()
+                            if not n.startswith("_") and ns.get(n, _MISSING) is v
+                        }
+                    elif ns.get(imported.alias, _MISSING) is exporter.get(imported.name, _MISSING):
+                        copies.add(imported.alias)
+                by_name[module.__name__] = module
+                importers.append(
+                    Importer(
+                        name=module.__name__,
+                        path=path,
+                        source=source,
+                        imports=table,
+                        copies=frozenset(copies),
+                        running=_running([module], running),
+                    )
+                )
+        return importers
+
+    def _import_table(self, path: str, source: str, module: types.ModuleType) -> list[ImportedName]:
+        """The module's top-level ``from ... import`` statements, cached by source text and
+        package (relative imports resolve against it)."""
+        package = getattr(module, "__package__", None) or ""
+        key = (path, package)
+        cached = self._imports.get(key)
+        if cached is not None and cached[0] is source:
+            return cached[1]
+        table = import_table(parsed_tree(source, path), package)
+        self._imports[key] = (source, table)
+        return table
 
     def _gone_directories(self, paths: set[str], tracked: list[str]) -> set[str]:
         """A directory deleted or renamed away takes its files along (a rename sends no event
@@ -94,268 +329,11 @@ class Engine:
                 names = [m.__name__ for f in news for m in self.sources.modules_for(f)]
                 logger.warning(
                     "%s was deleted or renamed away; %s keep%s running their last version",
-                    _relative(top),
+                    relative(top),
                     ", ".join(names),
                     "s" if len(names) == 1 else "",
                 )
         return handled
-
-    def reload_changed(self) -> list[ReloadReport]:
-        """Applies every watched file whose text differs from the source last applied. A
-        reload another thread is making finishes first (its copies rebound, its hooks run):
-        when this returns, every save made before the call is applied."""
-        with self.lock:
-            changed = []
-            texts: dict[str, str] = {}
-            for path in self.sources.tracked_files():
-                try:
-                    if os.stat(path).st_size > self.max_size:
-                        raise OSError("too large")  # reload_file says so
-                    text = read_source(path)
-                except (OSError, UnicodeDecodeError, SyntaxError):
-                    changed.append(path)
-                    continue
-                if text != self.sources.baseline(path):
-                    changed.append(path)
-                    texts[path] = text
-            return self.reload_paths(changed, texts=texts)
-
-    def reload_file(self, path: str, *, text: str | None = None) -> list[ReloadReport]:
-        """Applies one file. ``text``: its text, just read (checked not too large); None:
-        read it here."""
-        with self.lock:
-            if not self.sources.under_roots(path):
-                # e.g. reached through a symbolic link inside a root: never followed out
-                logger.debug("%s is outside the watched roots: not reloaded", path)
-                return []
-            modules = self.sources.modules_for(path)
-            if not modules:
-                logger.debug("%s changed but backs no imported module: not executed", path)
-                return []
-            name = ", ".join(m.__name__ for m in modules)
-            start = time.perf_counter()
-            try:
-                if text is None:
-                    size = os.stat(path).st_size
-                    if size > self.max_size:
-                        error = _too_large(path, size, self.max_size)
-                        return [self._failed(name, path, start, error)]
-                    text = read_source(path)
-                source = text
-                self._missing.discard(path)
-            except FileNotFoundError:
-                if path not in self._missing:
-                    self._missing.add(path)
-                    logger.warning("%s was deleted; %s keeps running its last version", path, name)
-                return []
-            except UnicodeDecodeError as exc:
-                return [self._failed(name, path, start, _not_utf8(path, exc))]
-            except (OSError, SyntaxError) as exc:
-                error = f"cannot read {_relative(path)}: {exc}"
-                return [self._failed(name, path, start, error)]
-            baseline = self.sources.baseline(path)
-            if not source.strip() and baseline and baseline.strip():
-                source = self._confirm_empty(path, source)
-                if not source.strip():
-                    return [self._failed(name, path, start, _empty(path))]
-            if source == baseline:
-                return []
-            try:
-                plan = plan_module(
-                    baseline, source, path, is_main=any(m.__name__ == "__main__" for m in modules)
-                )
-            except SyntaxError as exc:
-                return [self._failed(name, path, start, _syntax_error(exc, source))]
-            report = ReloadReport(module=name, file=path)
-            self._call_before(path, modules)
-            before = {m.__name__: dict(m.__dict__) for m in modules}
-            if not self._apply(plan, modules, path, baseline, source, report):
-                report.seconds = time.perf_counter() - start
-                self._finish(report)
-                return [report]
-            self.sources.remember(path, source)
-            linecache.checkcache(path)
-            report.seconds = time.perf_counter() - start
-            self._finish(report)
-            return [report, *self._rebind_copies(modules, before, _written(plan))]
-
-    #: How long a file that reads as empty is given to fill up before it is refused.
-    empty_grace = 0.25
-    #: Larger files are not read: parsing 50 MB of statements takes a minute and gigabytes.
-    max_size = 10 * 1024 * 1024
-
-    def _confirm_empty(self, path: str, source: str) -> str:
-        """A file that suddenly reads as empty is more often half-written (truncated by a
-        writer not yet done) or lost than emptied on purpose: read it again after a grace
-        period; still empty, it is refused (a comment in it empties the module)."""
-        time.sleep(self.empty_grace)
-        try:
-            return read_source(path)
-        except (OSError, UnicodeDecodeError, SyntaxError):
-            return source
-
-    # --- applying --------------------------------------------------------------------------
-
-    def _apply(
-        self,
-        plan: Plan,
-        modules: list[types.ModuleType],
-        path: str,
-        baseline: str | None,
-        source: str,
-        report: ReloadReport,
-    ) -> bool:
-        txn = Transaction()
-        old_lines = (baseline or "").splitlines(keepends=True)
-        new_lines = source.splitlines(keepends=True)
-        try:
-            with native.reloading():
-                appliers: list[Applier] = []
-                for module in modules:
-                    applier = Applier(
-                        module=module,
-                        path=path,
-                        plan=plan,
-                        old_lines=old_lines,
-                        new_lines=new_lines,
-                        txn=txn,
-                        report=report if not appliers else ReloadReport(module.__name__, path),
-                        graveyard=self._graveyards.setdefault(module.__name__, {}),
-                        transform=self.transform,
-                    )
-                    applier.apply()
-                    appliers.append(applier)
-                for applier in appliers:
-                    applier.move_closures()
-        except BaseException as exc:
-            problems = txn.rollback()
-            report.ok = False
-            report.error = _runtime_error(exc, path, new_lines)
-            if problems:
-                report.error += "\n  could not fully restore: " + "; ".join(problems)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            return False
-        return True
-
-    def _rebind_copies(
-        self,
-        modules: list[types.ModuleType],
-        before: dict[str, dict[str, Any]],
-        in_place: frozenset[str] = frozenset(),
-        chain: frozenset[str] = frozenset(),
-    ) -> list[ReloadReport]:
-        """``from m import name [as alias]`` copies in other watched modules that still hold
-        the value ``name`` had before the reload get the new one; the statements there that
-        read the alias re-run (also when ``name`` is in ``in_place``: redefined, or run again,
-        and patched into the same object), and what they change is passed on the same way to
-        the modules that import it in turn (``chain``: the modules already followed on the
-        way here, which an import cycle does not bring back)."""
-        names = {m.__name__ for m in modules}
-        chain = chain | names
-        changes: dict[str, tuple[Any, Any]] = {}
-        for module in modules:
-            saved = before.get(module.__name__, {})
-            for key in set(saved) | set(module.__dict__):
-                old, new = saved.get(key, _MISSING), module.__dict__.get(key, _MISSING)
-                if new is _MISSING or old is _MISSING or (old is new and key not in in_place):
-                    continue
-                changes[key] = (old, new)
-        if not changes:
-            return []
-        reports = []
-        for other_path in self.sources.tracked_files():
-            for other in self.sources.modules_for(other_path):
-                if other.__name__ in chain:
-                    continue
-                rebound, seeds = [], []
-                # its namespace before the rebinding (a rebound copy is a change to pass on,
-                # too), copied only once there is something to rebind
-                snapshot: dict[str, Any] | None = None
-                for alias, source_module, name in self._import_table(other_path, other):
-                    if source_module not in names:
-                        continue
-                    pairs = changes.items() if name == "*" else [(name, changes.get(name))]
-                    for member, change in pairs:
-                        if change is None or (name == "*" and member.startswith("_")):
-                            continue
-                        target = member if name == "*" else alias
-                        if other.__dict__.get(target, _MISSING) is change[0]:
-                            if change[1] is not change[0]:
-                                if snapshot is None:
-                                    snapshot = dict(other.__dict__)
-                                other.__dict__[target] = change[1]
-                                rebound.append(target)
-                            seeds.append(target)
-                if seeds:
-                    if snapshot is None:
-                        snapshot = dict(other.__dict__)
-                    reports += self._follow_rebinding(
-                        other, other_path, rebound, seeds, snapshot, chain
-                    )
-        return reports
-
-    def _follow_rebinding(
-        self,
-        module: types.ModuleType,
-        path: str,
-        rebound: list[str],
-        seeds: list[str],
-        before: dict[str, Any],
-        chain: frozenset[str],
-    ) -> list[ReloadReport]:
-        """Re-runs the statements of ``module`` that read the ``seeds`` (the copies
-        ``rebound``, and names whose object was changed in place); then passes on what
-        changed there since ``before`` (its namespace before the rebinding)."""
-        start = time.perf_counter()
-        report = ReloadReport(module=module.__name__, file=path, rebound=sorted(rebound))
-        source = self.sources.baseline(path)
-        if source is None:
-            return []
-        plan = plan_module(source, source, path, seeds=seeds, is_main=module.__name__ == "__main__")
-        if not plan.changed and not rebound:
-            return []  # nothing read them: nothing to do, nothing to say
-        if plan.changed:
-            self._apply(plan, [module], path, source, source, report)
-        report.seconds = time.perf_counter() - start
-        self._finish(report)
-        if not report.ok:
-            return [report]
-        later = self._rebind_copies([module], {module.__name__: before}, _written(plan), chain)
-        return [report, *later]
-
-    def _import_table(self, path: str, module: types.ModuleType) -> list[tuple[str, str, str]]:
-        """(alias, absolute module name, imported name or '*') of the module's top-level
-        ``from ... import`` statements, cached by source text and package (relative imports
-        resolve against it)."""
-        source = self.sources.baseline(path)
-        if source is None:
-            return []
-        package = getattr(module, "__package__", None) or ""
-        key = (path, package)
-        cached = self._imports.get(key)
-        if cached is not None and cached[0] is source:
-            return cached[1]
-        table = []
-        # usually the tree the planner made when it applied this source
-        tree = parsed_tree(source, path)
-        if tree is None:
-            try:
-                tree = ast.parse(source, path)
-            except SyntaxError:
-                tree = ast.Module(body=[], type_ignores=[])
-        for node in tree.body:
-            if isinstance(node, ast.ImportFrom):
-                try:
-                    absolute = importlib.util.resolve_name(
-                        "." * node.level + (node.module or ""), package
-                    )
-                except (ImportError, ValueError):
-                    continue
-                for alias in node.names:
-                    table.append((alias.asname or alias.name, absolute, alias.name))
-        self._imports[key] = (source, table)
-        return table
 
     # --- reporting -------------------------------------------------------------------------
 
@@ -387,54 +365,36 @@ class Engine:
                 logger.exception("reload callbacks failed")
 
 
-def _empty(path: str) -> str:
-    return (
-        f"{_relative(path)} is empty: not applied (to empty the module on purpose, leave a "
-        f"comment in it)"
-    )
+def _running(modules: list[types.ModuleType], namespaces: set[int] | None = None) -> bool:
+    """Whether the body of one of ``modules`` is still executing: the ``__main__`` script
+    (always: it is the program), or a module whose ``<module>`` frame is on a stack."""
+    if any(m.__name__ == "__main__" or m is sys.modules.get("__main__") for m in modules):
+        return True
+    found = running_namespaces() if namespaces is None else namespaces
+    return any(id(m.__dict__) in found for m in modules)
 
 
-def _too_large(path: str, size: int, limit: int) -> str:
-    return (
-        f"{_relative(path)} is {size / 2**20:.1f} MiB, more than the {limit / 2**20:.1f} MiB "
-        f"a reload reads (Engine.max_size): not applied"
-    )
-
-
-def _not_utf8(path: str, exc: UnicodeDecodeError) -> str:
-    """Where the bytes that are not UTF-8 (or not the declared encoding) are."""
-    data = exc.object if isinstance(exc.object, bytes) else b""
-    line = data.count(b"\n", 0, exc.start) + 1
-    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-    return (
-        f"cannot read {_relative(path)}: line {line}, column {column} is not valid "
-        f"{exc.encoding} (byte {data[exc.start : exc.start + 1]!r}); save it as UTF-8, or "
-        f"declare its encoding in a coding line (PEP 263)"
-    )
-
-
-def _written(plan: Plan) -> frozenset[str]:
-    """The names the statements a plan runs or redefines assign."""
-    found: set[str] = set()
-    for step in plan.steps:
-        if step.action in ("run", "redefine"):
-            found |= step.new.writes
-    return frozenset(found)
-
-
-def _relative(path: str) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
+def _innermost(frame: types.FrameType | None, path: str, sources: Sources) -> str:
+    """Where a thread is, told by its innermost frame in the file being reloaded, else in a
+    watched file, else its innermost frame: ``app.py:12 (while True:)``."""
+    frames = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    if not frames:
+        return "an unknown place"
+    chosen = next((f for f in frames if f.f_code.co_filename == path), None)
+    if chosen is None:
+        chosen = next((f for f in frames if sources.under_roots(f.f_code.co_filename)), frames[0])
+    text = linecache.getline(chosen.f_code.co_filename, chosen.f_lineno).strip()
+    return f"{relative(chosen.f_code.co_filename)}:{chosen.f_lineno} ({text})"
 
 
 def _syntax_error(exc: SyntaxError, source: str) -> str:
     line = exc.lineno or 0
     lines = source.splitlines()
     text = lines[line - 1] if 0 < line <= len(lines) else (exc.text or "").rstrip("\n")
-    where = f"{_relative(exc.filename or '?')}:{line}"
+    where = f"{relative(exc.filename or '?')}:{line}"
     caret = ""
     if exc.offset and text:
         caret = "\n    " + " " * (exc.offset - 1 - (len(text) - len(text.lstrip()))) + "^"
@@ -453,4 +413,4 @@ def _runtime_error(exc: BaseException, path: str, lines: list[str]) -> str:
     frame = frames[-1]
     line = frame.lineno or 0
     text = lines[line - 1].strip() if 0 < line <= len(lines) else (frame.line or "")
-    return f"{message}\n  at {_relative(path)}:{line}\n    {text}"
+    return f"{message}\n  at {relative(path)}:{line}\n    {text}"

@@ -73,7 +73,7 @@ def swap_code(function: FunctionType, code: CodeType, /) -> None:
 
 def patch_class(
     old: type,
-    new: type,
+    new: type | dict[str, Any],
     /,
     *,
     update: Collection[str] | None = None,
@@ -93,6 +93,12 @@ def patch_class(
     ``update``: only these names are taken from ``new`` (default: every name whose value
     differs). ``remove``: only these names are deleted from ``old`` (default: every name
     ``new`` lacks).
+
+    ``new`` may also be a dict of members (a class body run on its own, without the class
+    statement, so that no metaclass, class decorator or ``__init_subclass__`` ran): only
+    members are patched, as above; bases, metaclass and layout are left as they are, and
+    nothing is removed but what ``remove`` names. Point the body's ``__class__`` cell at
+    ``old`` first.
 
     Raises :class:`NeedsRestart`, changing nothing, when instances could not follow: a
     different ``__slots__`` or instance layout, bases or a metaclass CPython refuses to switch.

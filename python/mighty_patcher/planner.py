@@ -1,41 +1,77 @@
-"""The reload planner: a statement-level diff of a module's source against the source last
-applied, turned into a plan of what to run, redefine, relocate and delete.
+"""The reload planner: what a save changes, as a plan; pure (it parses and compares, and never
+runs the program's code).
 
-Pure: it parses and compares, and never executes the module's code.
+The rule it keeps is the product's: **a save changes what the edit changed, and nothing the
+program did is done again.** In its terms:
+
+- *Identity is not change.* A definition patched in place keeps its identity, so it is not a
+  change for anything that reads it: ``inst = C()``, ``HANDLERS.append(f)`` or
+  ``registry = Registry()`` never run again because ``C``, ``f`` or ``Registry`` was edited.
+  Only a name *rebound to a different object* is a change: one a changed statement assigns
+  (``X = 2`` instead of ``X = 1``), a definition new in the file, an imported copy rebound.
+- *Changed statements run; followers are bindings only.* A new or changed statement runs, in
+  file order. An unchanged statement runs again only when it is a binding (assignment,
+  annotated assignment, import, ``type`` alias, or a definition whose decorators, defaults or
+  bases read the name) and reads a rebound name: ``Y = X * 2`` follows ``X``. Loops, ``with``,
+  ``try``, ``match``, ``if`` blocks, calls, ``del`` and augmented assignments run only when
+  their own text changed; those that read a rebound name are listed as not re-run, so the
+  report can say what still holds an old value. A statement that calls
+  ``currently_reloading()`` runs on every reload of its module.
+- *The running program is never re-entered.* In a module whose body is still executing (the
+  ``__main__`` script, a module mid-import) no top-level statement runs: definitions are
+  patched, a changed ``NAME = <literal>`` takes its new value, and every other changed
+  statement is *deferred* (it takes effect at the next start, and the report says so).
 
 Matching. Top-level statements of the old and the new source are paired: definitions
 (``def``, ``async def``, ``class``) by kind and name (the *n*-th definition of a name with the
-*n*-th), other statements by their syntax tree (so a statement that did not change in syntax
-is the same statement wherever it moved, and comments or blank lines never count as a
-change).
+*n*-th), other statements by their syntax tree (a statement whose syntax did not change is the
+same statement wherever it moved; comments and blank lines never count as a change).
 
 Plan. In new-file order, each statement is one of:
 
-- ``keep``: unchanged, and none of the names it reads changed: not executed, so the state it
-  made survives;
-- ``relocate``: an unchanged definition whose lines moved (or an unchanged statement that
-  makes functions: a ``def`` inside an ``if``, a lambda): its code objects are swapped for
-  ones with the new line numbers, nothing is executed;
-- ``redefine``: a definition that changed, or whose decorators, defaults or base classes read
-  a changed name: built anew and patched into the existing object;
-- ``run``: a new or changed statement, or an unchanged one reading a name that a statement
-  run or redefined before it assigns (dataflow, transitively, in file order), or one that
-  calls ``currently_reloading()``.
+- ``keep``: nothing to do;
+- ``relocate``: unchanged, but its lines moved (or it makes functions, a ``def`` inside an
+  ``if`` or a lambda, and moved): its code objects get the new line numbers, nothing runs;
+- ``redefine``: a definition that is new, changed, or whose decorators, defaults or bases read
+  a rebound name: built anew and patched into the existing object;
+- ``run``: a new or changed statement, or a binding that follows a rebound name;
+- ``defer``: a new or changed statement of a running module, not run.
 
 Old statements with no partner are deleted; the names only they assigned leave the module.
+
+Across modules (:func:`plan_imports`): a name rebound in a reloaded module reaches every module
+that did ``from m import name [as alias]`` and still holds the old value; there it is a rebound
+name, whose binding followers run; what they rebind goes on to that module's importers.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-__all__ = ["Action", "Plan", "Step", "Stmt", "analyse", "plan_module"]
+__all__ = [
+    "Action",
+    "ClassPlan",
+    "FollowStep",
+    "ImportedName",
+    "Importer",
+    "Plan",
+    "Step",
+    "Stmt",
+    "analyse",
+    "class_plan",
+    "plan_imports",
+    "plan_module",
+]
 
-Action = Literal["keep", "relocate", "redefine", "run"]
+Action = Literal["keep", "relocate", "redefine", "run", "defer"]
 SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+#: Statements that only bind names: the ones that follow a rebound name they read.
+BINDINGS = (ast.Assign, ast.AnnAssign, ast.Import, ast.ImportFrom) + (
+    (ast.TypeAlias,) if hasattr(ast, "TypeAlias") else ()
+)
 
 
 @dataclass
@@ -49,6 +85,9 @@ class Stmt:
     writes: frozenset[str]
     reads: frozenset[str]
     calls_reloading: bool
+    #: Names read by what a definition's statement evaluates at once: its decorators, defaults
+    #: and annotations (a def), its bases, keywords and decorators (a class). Empty otherwise.
+    header_reads: frozenset[str] = frozenset()
     #: It makes functions (a ``def`` inside an ``if``, a lambda, a class), whose code objects
     #: carry line numbers.
     makes_code: bool = False
@@ -67,6 +106,11 @@ class Stmt:
         return first_line(self.node)
 
     @property
+    def binding(self) -> bool:
+        """A statement that only binds names (see :data:`BINDINGS`; definitions too)."""
+        return self.kind != "other" or isinstance(self.node, BINDINGS)
+
+    @property
     def label(self) -> str:
         """How the statement is named in reports."""
         if self.name is not None:
@@ -80,9 +124,13 @@ class Step:
     action: Action
     new: Stmt
     old: Stmt | None  # its partner in the old source, if any
-    #: Names it reads that a statement run or redefined before it assigns (or that changed
-    #: from outside): a class body re-plans its members with them.
+    #: Rebound names it reads (a class body re-plans its members with them).
     dirty: frozenset[str] = frozenset()
+    #: For a ``redefine``: its decorators (a def) or its header (a class: bases, keywords,
+    #: decorators, type parameters) must run again, because they changed or read a rebound
+    #: name. Otherwise only the body is rebuilt and patched, and decorators, metaclasses and
+    #: ``__init_subclass__`` hooks do not run.
+    header: bool = False
 
 
 @dataclass
@@ -94,6 +142,41 @@ class Plan:
     new_tree: ast.Module
     future_flags: int = 0
     changed: bool = field(default=True)
+    #: Unchanged statements that read a rebound name and are not run (they are not bindings,
+    #: or the module is running), with the rebound names they read.
+    not_rerun: list[tuple[Stmt, frozenset[str]]] = field(default_factory=list)
+    #: The module is running (its body is executing): see :func:`plan_module`.
+    running: bool = False
+
+    @property
+    def rebinds(self) -> frozenset[str]:
+        """The names this plan rebinds, as far as the source tells: what the statements it
+        runs assign, and definitions new to the file. (A definition patched in place keeps its
+        identity; the applier reports the rare one that cannot, through :meth:`follow`.)"""
+        found: set[str] = set()
+        for step in self.steps:
+            if step.action == "run" or (step.action == "redefine" and step.old is None):
+                found |= step.new.writes
+        return frozenset(found)
+
+    def follow(self, after: int, names: Iterable[str]) -> None:
+        """``names`` were rebound by step ``after`` although the plan expected them to keep
+        their identity: the steps after it that follow them are upgraded, by the same rule."""
+        dirty = set(names)
+        if not dirty:
+            return
+        for i in range(after + 1, len(self.steps)):
+            step = self.steps[i]
+            if step.action in ("keep", "relocate") and step.new.reads & dirty:
+                upgraded = _decide(step.new, step.old, frozenset(dirty), running=self.running)
+                if upgraded.action in ("run", "redefine"):
+                    self.steps[i] = upgraded
+                    self.not_rerun = [(s, n) for s, n in self.not_rerun if s is not step.new]
+                elif upgraded.action == "keep" and upgraded.dirty:
+                    self.not_rerun.append((step.new, upgraded.dirty))
+            if self.steps[i].action == "run":
+                dirty |= self.steps[i].new.writes
+        self.changed = True
 
 
 def first_line(node: ast.stmt) -> int:
@@ -112,6 +195,20 @@ def dump_nodes(nodes: Iterable[ast.AST]) -> str:
     """The syntax trees of ``nodes`` without positions, joined: equal for nodes that differ
     only in comments, blank lines and where they sit."""
     return "|".join(ast.dump(n, include_attributes=False) for n in nodes)
+
+
+def decorators(node: ast.stmt) -> list[ast.expr]:
+    return list(getattr(node, "decorator_list", []))
+
+
+def header_nodes(node: ast.stmt) -> list[ast.AST]:
+    """What a definition statement evaluates before its body exists and hands to code of the
+    program's: a def's decorators; a class's bases, keywords, decorators and type
+    parameters (what its metaclass and ``__init_subclass__`` hooks receive)."""
+    if isinstance(node, ast.ClassDef):
+        parts: list[ast.AST] = [*node.bases, *node.keywords, *node.decorator_list]
+        return parts + list(getattr(node, "type_params", []))
+    return list(decorators(node))
 
 
 # --- names read and written ------------------------------------------------------------------
@@ -211,6 +308,18 @@ class _Names(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+def _header_reads(node: ast.stmt) -> frozenset[str]:
+    names = _Names()
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        for decorator in node.decorator_list:
+            names.visit(decorator)
+        names._signature(node)
+    elif isinstance(node, ast.ClassDef):
+        for part in header_nodes(node):
+            names.visit(part)
+    return frozenset(names.reads)
+
+
 def analyse(node: ast.stmt, lines: list[str]) -> Stmt:
     names = _Names()
     names.visit(node)
@@ -229,6 +338,7 @@ def analyse(node: ast.stmt, lines: list[str]) -> Stmt:
         writes=frozenset(names.writes),
         reads=frozenset(names.reads),
         calls_reloading=names.calls_reloading,
+        header_reads=_header_reads(node) if name is not None else frozenset(),
         makes_code=kind == "other" and any(isinstance(n, SCOPES) for n in ast.walk(node)),
     )
 
@@ -287,10 +397,17 @@ class _Parsed:
 _parsed = _Parsed()
 
 
-def parsed_tree(source: str, filename: str) -> ast.Module | None:
-    """The syntax tree the planner holds for ``source`` of ``filename`` (the source it planned
-    to last), or None; not to be changed."""
-    return _parsed.tree(source, filename)
+def parsed_tree(source: str, filename: str) -> ast.Module:
+    """The syntax tree of ``source`` of ``filename``: the one the planner holds when it is the
+    source it planned to last, else parsed now (an empty module if it does not parse). Not
+    to be changed."""
+    tree = _parsed.tree(source, filename)
+    if tree is not None:
+        return tree
+    try:
+        return ast.parse(source, filename)
+    except SyntaxError:
+        return ast.Module(body=[], type_ignores=[])
 
 
 # --- matching --------------------------------------------------------------------------------
@@ -355,15 +472,25 @@ def same_definition(old: Stmt, new: Stmt) -> bool:
     return old.text == new.text or old.dump == new.dump
 
 
-def _is_main_guard(node: ast.stmt) -> bool:
-    """``if __name__ == "__main__":``"""
-    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+def same_header(old: ast.stmt, new: ast.stmt) -> bool:
+    return dump_nodes(header_nodes(old)) == dump_nodes(header_nodes(new))
+
+
+def _literal_assignment(node: ast.stmt) -> bool:
+    """``NAME = <literal>`` (or annotated): evaluating it runs nothing of the program's."""
+    if isinstance(node, ast.Assign):
+        targets, value = node.targets, node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None and node.simple:
+        targets, value = [node.target], node.value
+    else:
         return False
-    test = node.test
-    parts = [test.left, *test.comparators]
-    names = [p for p in parts if isinstance(p, ast.Name) and p.id == "__name__"]
-    consts = [p for p in parts if isinstance(p, ast.Constant) and p.value == "__main__"]
-    return bool(names and consts and isinstance(test.ops[0], ast.Eq))
+    if not all(isinstance(t, ast.Name) for t in targets):
+        return False
+    try:
+        ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def future_flags(tree: ast.Module) -> int:
@@ -379,40 +506,61 @@ def future_flags(tree: ast.Module) -> int:
     return flags
 
 
+def _decide(stmt: Stmt, partner: Stmt | None, dirty: frozenset[str], *, running: bool) -> Step:
+    """The rule for one statement, given the names rebound before it (``dirty``)."""
+    reads_dirty = stmt.reads & dirty
+    if partner is None:
+        if stmt.name is not None:
+            return Step("redefine", stmt, None, reads_dirty, header=True)
+        if running and not _literal_assignment(stmt.node):
+            return Step("defer", stmt, None)
+        return Step("run", stmt, None, reads_dirty)
+    if stmt.name is not None:
+        # A def reads only its header at once; a class also reads what its body reads (a
+        # class attribute ``rate = RATE`` follows RATE).
+        header_dirty = bool(stmt.header_reads & dirty)
+        changed = not same_definition(partner, stmt)
+        if changed or reads_dirty:
+            header = header_dirty or not same_header(partner.node, stmt.node)
+            return Step("redefine", stmt, partner, reads_dirty, header=header)
+        moved = partner.text != stmt.text or partner.lineno != stmt.lineno
+        return Step("relocate" if moved else "keep", stmt, partner, reads_dirty)
+    if stmt.calls_reloading and not running:
+        return Step("run", stmt, partner, reads_dirty)
+    if reads_dirty and stmt.binding and not running:
+        return Step("run", stmt, partner, reads_dirty)
+    moved = partner.text != stmt.text or partner.lineno != stmt.lineno
+    if stmt.makes_code and moved:
+        return Step("relocate", stmt, partner, reads_dirty)
+    return Step("keep", stmt, partner, reads_dirty)
+
+
 def plan_body(
     old: list[Stmt],
     new: list[Stmt],
     *,
     seeds: Iterable[str] = (),
-    skip_main_guard: bool = False,
-) -> tuple[list[Step], list[Stmt], frozenset[str]]:
-    """The steps for one body (a module's or a class's)."""
+    running: bool = False,
+    in_place: bool = True,
+) -> tuple[list[Step], list[Stmt], frozenset[str], list[tuple[Stmt, frozenset[str]]]]:
+    """The steps for one body (a module's or a class's): steps, deleted statements, names
+    removed, and the unchanged statements that read a rebound name but are not run.
+
+    ``in_place``: a redefined definition keeps its identity (module level). In a class body
+    the members are taken from a new build, so a redefined member is a rebound name there
+    (``@x.setter`` follows a changed ``x``)."""
     partners = match(old, new)
     dirty = set(seeds)
     steps = []
+    not_rerun = []
     for i, stmt in enumerate(new):
-        partner = partners.get(i)
-        reads_dirty = bool(stmt.reads & dirty)
-        if skip_main_guard and _is_main_guard(stmt.node):
-            action: Action = "keep"
-        elif partner is None:
-            action = "redefine" if stmt.name is not None else "run"
-        elif stmt.name is not None:
-            if not same_definition(partner, stmt) or reads_dirty:
-                action = "redefine"
-            elif partner.text != stmt.text or partner.lineno != stmt.lineno:
-                action = "relocate"
-            else:
-                action = "keep"
-        elif reads_dirty or stmt.calls_reloading:
-            action = "run"
-        elif stmt.makes_code and (partner.text != stmt.text or partner.lineno != stmt.lineno):
-            action = "relocate"
-        else:
-            action = "keep"
-        step = Step(action, stmt, partner, frozenset(stmt.reads & dirty))
-        if action in ("run", "redefine"):
+        step = _decide(stmt, partners.get(i), frozenset(dirty), running=running)
+        if step.action == "run" or (
+            step.action == "redefine" and (step.old is None or not in_place)
+        ):
             dirty |= stmt.writes
+        elif step.action in ("keep", "relocate") and step.dirty and stmt.kind == "other":
+            not_rerun.append((stmt, step.dirty))
         steps.append(step)
     matched = {id(p) for p in partners.values()}
     deleted = [s for s in old if id(s) not in matched]
@@ -422,7 +570,7 @@ def plan_body(
         if deleted
         else frozenset()
     )
-    return steps, deleted, removed
+    return steps, deleted, removed, not_rerun
 
 
 def plan_module(
@@ -431,13 +579,14 @@ def plan_module(
     filename: str,
     *,
     seeds: Iterable[str] = (),
-    is_main: bool = False,
+    running: bool = False,
 ) -> Plan:
     """The plan to go from ``old_source`` (last applied) to ``new_source``.
 
-    ``seeds``: names that changed from outside (an imported copy rebound), whose readers must
-    re-run. ``is_main``: the module is ``__main__``; its ``if __name__ == "__main__":`` block
-    (the program's entry point) is never re-run.
+    ``seeds``: names rebound from outside (an imported copy), whose binding followers run.
+    ``running``: the module's body is still executing (the ``__main__`` script, a module
+    mid-import): no statement of it runs but ``NAME = <literal>``; the other new or changed
+    statements are deferred, and followers are listed as not re-run.
 
     ``old_source`` None: the source the module was imported from is unknown (it was imported
     before anything recorded it); every definition is then redefined and nothing else runs.
@@ -447,12 +596,14 @@ def plan_module(
     if old_source is None:
         new_tree, new_stmts = _parsed.get(new_source, filename)
         steps = [Step("redefine" if s.name is not None else "keep", s, None) for s in new_stmts]
-        return Plan(steps, [], frozenset(), new_tree, future_flags(new_tree))
+        return Plan(steps, [], frozenset(), new_tree, future_flags(new_tree), running=running)
     # The baseline first: usually the source the last reload parsed, found in the cache.
     _, old_stmts = _parsed.get(old_source, filename)
     new_tree, new_stmts = _parsed.get(new_source, filename)
-    steps, deleted, removed = plan_body(old_stmts, new_stmts, seeds=seeds, skip_main_guard=is_main)
-    changed = bool(deleted) or any(s.action != "keep" for s in steps)
+    steps, deleted, removed, not_rerun = plan_body(
+        old_stmts, new_stmts, seeds=seeds, running=running
+    )
+    changed = bool(deleted) or any(s.action not in ("keep", "defer") for s in steps)
     return Plan(
         steps=steps,
         deleted=deleted,
@@ -460,7 +611,33 @@ def plan_module(
         new_tree=new_tree,
         future_flags=future_flags(new_tree),
         changed=changed,
+        not_rerun=not_rerun,
+        running=running,
     )
+
+
+# --- classes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ClassPlan:
+    """The member-level plan of a class whose definition changed."""
+
+    #: Bases, keywords, decorators or type parameters changed (or read a rebound name): the
+    #: class is rebuilt through its real machinery and every member is taken.
+    header: bool
+    #: Members to take from the new body (what its new, changed and following statements
+    #: assign), and members to remove (assigned only by deleted statements).
+    update: frozenset[str]
+    remove: frozenset[str]
+    #: Unchanged members that only moved: (name, old statement, new statement).
+    relocated: list[tuple[str, ast.stmt, ast.stmt]]
+    #: The statements of the new body to run for ``update``, in order.
+    body: list[ast.stmt]
+    #: A statement that a class's machinery may read changed, was added or went away: an
+    #: assignment or annotation (fields, enum members), or a definition whose decorators
+    #: changed (a validator). Only edits of plain method bodies leave this False.
+    fields: bool
 
 
 def class_plan(
@@ -470,29 +647,159 @@ def class_plan(
     new_lines: list[str],
     *,
     seeds: Iterable[str] = (),
-) -> tuple[bool, frozenset[str], frozenset[str], frozenset[str]]:
-    """The member-level plan of a class whose definition changed: which names to take from
-    the new class, which to remove, and whether the header (bases, keywords, decorators,
-    type parameters) changed, in which case the whole class is taken.
-
-    ``seeds``: module-level names that changed before the class statement; the members that
-    read them (``a = X * 2``, a default ``b=X``, a decorator) are taken too, even when their
-    text is the same."""
-    header_changed = _header(old) != _header(new)
-    steps, _, removed = plan_body(
-        statements(old.body, old_lines), statements(new.body, new_lines), seeds=seeds
-    )
+) -> ClassPlan:
+    """The member-level plan of a class whose definition changed. ``seeds``: module-level
+    names rebound before the class statement; the members that read them (``a = X * 2``, a
+    default ``b=X``, a decorator) are taken too, even when their text is the same."""
+    seeds = frozenset(seeds)
+    header = not same_header(old, new) or bool(_header_reads(new) & seeds)
+    old_stmts, new_stmts = statements(old.body, old_lines), statements(new.body, new_lines)
+    steps, _, removed, _ = plan_body(old_stmts, new_stmts, seeds=seeds, in_place=False)
     update: set[str] = set()
-    relocated: set[str] = set()
+    relocated: list[tuple[str, ast.stmt, ast.stmt]] = []
+    body: list[ast.stmt] = []
+    # Fields, in order (the order counts: dataclass arguments, enum members).
+    fields = _fields(old_stmts) != _fields(new_stmts)
     for step in steps:
         if step.action in ("run", "redefine"):
             update |= step.new.writes
-        elif step.action == "relocate" and step.new.name is not None:
-            relocated.add(step.new.name)
-    return header_changed, frozenset(update), removed, frozenset(relocated)
+            body.append(step.new.node)
+            if step.dirty and step.new.kind != "def":
+                fields = True  # a field that follows a rebound name gets a new value
+        elif step.action == "relocate" and step.new.name is not None and step.old is not None:
+            relocated.append((step.new.name, step.old.node, step.new.node))
+    if ast.get_docstring(old, clean=False) != ast.get_docstring(new, clean=False) and body:
+        if body[0] is (new.body[0] if new.body else None):
+            update.add("__doc__")  # the docstring statement runs first in the bare body
+    return ClassPlan(
+        header=header,
+        update=frozenset(update),
+        remove=removed,
+        relocated=relocated,
+        body=body,
+        fields=fields,
+    )
 
 
-def _header(node: ast.ClassDef) -> str:
-    parts: list[ast.AST] = [*node.bases, *node.keywords, *node.decorator_list]
-    parts += getattr(node, "type_params", [])
-    return dump_nodes(parts)
+def _fields(stmts: list[Stmt]) -> list[str]:
+    """What a class's machinery may read of its body, in order: every statement but the
+    undecorated ``def`` s (a decorated one by its name and decorators: a validator)."""
+    found = []
+    for s in stmts:
+        if s.kind != "def":
+            found.append(s.dump)
+        elif decorators(s.node):
+            found.append(f"{s.name}@{dump_nodes(decorators(s.node))}")
+    return found
+
+
+# --- across modules --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportedName:
+    """``from module import name as alias`` (``name`` is ``*`` for a star import)."""
+
+    alias: str
+    module: str
+    name: str
+
+
+def import_table(tree: ast.Module, package: str) -> list[ImportedName]:
+    """The top-level ``from ... import`` statements of a module, resolved against its package
+    (relative imports); the ones that do not resolve are left out."""
+    import importlib.util
+
+    table = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            try:
+                absolute = importlib.util.resolve_name(
+                    "." * node.level + (node.module or ""), package
+                )
+            except (ImportError, ValueError):
+                continue
+            for alias in node.names:
+                table.append(ImportedName(alias.asname or alias.name, absolute, alias.name))
+    return table
+
+
+@dataclass
+class Importer:
+    """What :func:`plan_imports` needs to know of a watched module that may hold copies."""
+
+    name: str
+    path: str
+    source: str  # the source it runs (its baseline)
+    imports: Sequence[ImportedName]
+    #: Its names that hold, before the reload, the very object the exporter's name held (for
+    #: a star import, the public names it shares with the exporter): the copies to rebind.
+    copies: frozenset[str]
+    running: bool = False
+
+
+@dataclass
+class FollowStep:
+    """A module that holds copies of rebound names: the copies to rebind (``(alias, exporter,
+    name)``), and the plan of its followers (the source against itself, seeded with the
+    aliases)."""
+
+    module: str
+    path: str
+    rebind: list[tuple[str, str, str]]
+    plan: Plan
+    #: The modules whose rebinding this step takes: if one of them failed, skip this step.
+    after: frozenset[str]
+
+
+def plan_imports(
+    rebound: Mapping[str, frozenset[str]], importers: Sequence[Importer]
+) -> list[FollowStep]:
+    """One plan for every module a reload reaches through ``from m import name`` copies.
+
+    ``rebound``: for each module reloaded, the names it rebound to a different object (names
+    patched in place are not in it). ``importers``: the watched modules, in import order.
+    A module holding a copy of a rebound name gets it rebound, and its binding followers run;
+    what they rebind, and the rebound copies themselves, reach its own importers in turn.
+    Passes in import order (exporters usually come first, so one pass usually does it) until
+    nothing new is reached; a copy is rebound once, so import cycles end."""
+    reached: dict[str, set[str]] = {module: set(names) for module, names in rebound.items()}
+    taken: dict[str, set[str]] = {}
+    result: list[FollowStep] = []
+    progress = True
+    while progress:
+        progress = False
+        for importer in importers:
+            if importer.name in rebound:
+                continue  # reloaded itself: it runs its own source
+            done = taken.setdefault(importer.name, set())
+            rebind: list[tuple[str, str, str]] = []
+            for imported in importer.imports:
+                names = reached.get(imported.module)
+                if not names:
+                    continue
+                if imported.name == "*":
+                    pairs = [(n, n) for n in sorted(names) if not n.startswith("_")]
+                else:
+                    pairs = [(imported.alias, imported.name)] if imported.name in names else []
+                rebind += [
+                    (alias, imported.module, name)
+                    for alias, name in pairs
+                    if alias in importer.copies and alias not in done
+                ]
+            if not rebind:
+                continue
+            aliases = frozenset(alias for alias, _, _ in rebind)
+            done |= aliases
+            plan = plan_module(
+                importer.source,
+                importer.source,
+                importer.path,
+                seeds=aliases,
+                running=importer.running,
+            )
+            after = frozenset(module for _, module, _ in rebind)
+            result.append(FollowStep(importer.name, importer.path, rebind, plan, after))
+            reached.setdefault(importer.name, set()).update(aliases | plan.rebinds)
+            progress = True
+    return result

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ReloadReport", "install_default_handler", "logger"]
+__all__ = ["ReloadReport", "install_default_handler", "logger", "relative"]
 
 logger = logging.getLogger("mighty_patcher")
+
+
+def relative(path: str) -> str:
+    """``path`` relative to the current directory when it is below it, else as it is."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
 
 
 @dataclass
@@ -24,6 +34,12 @@ class ReloadReport:
     rebound: list[str] = field(default_factory=list)
     moved: list[str] = field(default_factory=list)
     needs_restart: list[str] = field(default_factory=list)
+    #: Changed statements of a running module (the ``__main__`` script): not run, they take
+    #: effect at the next start (``app.py:12 "cart = Cart(3)"``).
+    deferred: list[str] = field(default_factory=list)
+    #: Unchanged statements that read a rebound name and were not run again (not a binding,
+    #: or in a running module): ``b.py:7 "for i in range(3):" reads RATE``.
+    not_rerun: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
@@ -52,8 +68,15 @@ class ReloadReport:
         if self.needs_restart:
             parts.append(f"needs a restart: {'; '.join(self.needs_restart)}")
         if not parts:
-            parts.append("no change to apply")
+            parts.append("no change to apply" if not self.deferred else "nothing run")
         text = f"reloaded {self.module}: {'; '.join(parts)}; {self.seconds * 1000:.1f} ms"
+        if self.deferred:
+            text += (
+                "\n  takes effect at the next start (the module is running, its top-level "
+                "statements are not run again): " + "; ".join(self.deferred)
+            )
+        if self.not_rerun:
+            text += "\n  not re-run: " + "; ".join(self.not_rerun)
         if self.notes:
             text += "".join(f"\n  note: {n}" for n in self.notes)
         return text
@@ -61,7 +84,7 @@ class ReloadReport:
     def log(self) -> None:
         if not self.ok:
             logger.error(self.summary())
-        elif self.needs_restart:
+        elif self.needs_restart or self.deferred:
             logger.warning(self.summary())
         else:
             logger.info(self.summary())

@@ -1,9 +1,14 @@
-"""Which modules a file backs, and the source last applied to each file.
+"""Which modules a file backs, the source last applied to each file, and reading a saved
+file safely.
 
 A reload diffs the saved file against the source the module currently runs, so that source
 is recorded when the module is imported: for modules imported after the reloader started, by
 an import hook (a path hook whose loader is a ``SourceFileLoader`` that records the text it
 executes); for modules imported before, by reading their file when the reloader starts.
+
+A saved file is read once, here, with the checks that keep a bad save from changing anything:
+too large, not decodable, unreadable, or empty (often a save caught half-way) are refused with
+one clear message (:class:`SourceError`).
 """
 
 from __future__ import annotations
@@ -13,16 +18,36 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Sources", "read_source", "resolve"]
+from .report import relative
+
+__all__ = ["SourceError", "Sources", "read_source", "resolve", "running_namespaces"]
 
 
 def resolve(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.fspath(path))
+
+
+class SourceError(Exception):
+    """A saved file that is not applied, and why (the message says it to the user)."""
+
+
+def running_namespaces() -> set[int]:
+    """The ids of the globals of every module whose body is executing in some thread (its
+    ``<module>`` frame is on a stack): the ``__main__`` script, a module mid-import."""
+    found = set()
+    for frame in sys._current_frames().values():
+        current: types.FrameType | None = frame
+        while current is not None:
+            if current.f_code.co_name == "<module>":
+                found.add(id(current.f_globals))
+            current = current.f_back
+    return found
 
 
 def read_source(path: str) -> str:
@@ -35,6 +60,11 @@ def read_source(path: str) -> str:
 
 class Sources:
     """The roots being watched, the modules under them, and their last applied sources."""
+
+    #: Larger files are not read: parsing 50 MB of statements takes a minute and gigabytes.
+    max_size = 10 * 1024 * 1024
+    #: How long a file that reads as empty is given to fill up before it is refused.
+    empty_grace = 0.25
 
     def __init__(self, roots: Sequence[str | os.PathLike[str]]):
         self.roots = tuple(resolve(r) for r in roots)
@@ -119,10 +149,11 @@ class Sources:
         if dotted is not None and dotted in sys.modules and dotted not in names:
             order = self._order
             names = sorted([*names, dotted], key=lambda n: order.get(n, 0))
-        modules = []
+        modules: list[types.ModuleType] = []
         for name in names:
             module = sys.modules.get(name)
-            if module is None:
+            # one module object under several names (__main__ and __mp_main__) is one module
+            if module is None or any(module is m for m in modules):
                 continue
             file = getattr(module, "__file__", None)
             if file is None or name == dotted or self._backed_by(name, module, file, path):
@@ -152,6 +183,57 @@ class Sources:
             adopted.append(module)
 
     # --- sources ---------------------------------------------------------------------------
+
+    def read_saved(self, path: str, text: str | None = None) -> str:
+        """The text of a saved file to apply: ``text`` if the caller just read it (checked not
+        too large), else read now. Raises ``FileNotFoundError`` when it is gone, and
+        :class:`SourceError` with the message to show when it is not to be applied."""
+        if text is None:
+            try:
+                size = os.stat(path).st_size
+                if size > self.max_size:
+                    raise SourceError(_too_large(path, size, self.max_size))
+                text = read_source(path)
+            except UnicodeDecodeError as exc:
+                raise SourceError(_not_utf8(path, exc)) from None
+            except FileNotFoundError:
+                raise
+            except (OSError, SyntaxError) as exc:
+                raise SourceError(f"cannot read {relative(path)}: {exc}") from None
+        baseline = self.baseline(path)
+        if not text.strip() and baseline and baseline.strip():
+            # A file that suddenly reads as empty is more often half-written (truncated by a
+            # writer not yet done) or lost than emptied on purpose: read it again after a
+            # grace period; still empty, it is refused (a comment in it empties the module).
+            time.sleep(self.empty_grace)
+            try:
+                text = read_source(path)
+            except (OSError, UnicodeDecodeError, SyntaxError):
+                pass
+            if not text.strip():
+                raise SourceError(
+                    f"{relative(path)} is empty: not applied (to empty the module on purpose, "
+                    f"leave a comment in it)"
+                )
+        return text
+
+    def changed_files(self) -> tuple[list[str], dict[str, str]]:
+        """The tracked files whose text differs from their baseline, and the text of those
+        that could be read (one that cannot is listed without: applying it says why)."""
+        changed, texts = [], {}
+        for path in self.tracked_files():
+            try:
+                if os.stat(path).st_size > self.max_size:
+                    changed.append(path)
+                    continue
+                text = read_source(path)
+            except (OSError, UnicodeDecodeError, SyntaxError):
+                changed.append(path)
+                continue
+            if text != self.baseline(path):
+                changed.append(path)
+                texts[path] = text
+        return changed, texts
 
     def remember(self, path: str, source: str) -> None:
         with self._lock:
@@ -220,3 +302,22 @@ class Sources:
         for entry in list(sys.path_importer_cache):
             if entry and self.under_roots(resolve(entry)):
                 del sys.path_importer_cache[entry]
+
+
+def _too_large(path: str, size: int, limit: int) -> str:
+    return (
+        f"{relative(path)} is {size / 2**20:.1f} MiB, more than the {limit / 2**20:.1f} MiB "
+        f"a reload reads (Sources.max_size): not applied"
+    )
+
+
+def _not_utf8(path: str, exc: UnicodeDecodeError) -> str:
+    """Where the bytes that are not UTF-8 (or not the declared encoding) are."""
+    data = exc.object if isinstance(exc.object, bytes) else b""
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    return (
+        f"cannot read {relative(path)}: line {line}, column {column} is not valid "
+        f"{exc.encoding} (byte {data[exc.start : exc.start + 1]!r}); save it as UTF-8, or "
+        f"declare its encoding in a coding line (PEP 263)"
+    )

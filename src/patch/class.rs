@@ -25,7 +25,7 @@ use core::ffi::c_int;
 use core::ptr;
 
 use pyo3_ffi::{
-    Py_EQ, Py_TPFLAGS_HEAPTYPE, Py_TYPE, PyCell_Get, PyCell_Set, PyDict_GetItemWithError,
+    Py_EQ, Py_TPFLAGS_HEAPTYPE, Py_TYPE, PyCell_Get, PyCell_Set, PyDict_Check, PyDict_GetItemWithError,
     PyDict_Next, PyErr_Occurred, PyExc_TypeError, PyFunction_Check, PyFunctionObject, PyObject,
     PyObject_CallMethodObjArgs, PyObject_GetAttrString, PyObject_RichCompareBool,
     PyObject_SetAttrString, PySequence_Contains, PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyType_Check,
@@ -154,9 +154,18 @@ unsafe fn prepare(
     new: Borrowed<'_>,
     filter: &Filter<'_>,
 ) -> PyResult<Plan> {
-    // SAFETY: PyType_Check reads the type only.
-    if unsafe { PyType_Check(old.as_ptr()) == 0 || PyType_Check(new.as_ptr()) == 0 } {
-        return Err(type_error("patch_class() takes two classes"));
+    // SAFETY: PyType_Check and PyDict_Check read the type only.
+    let members_only = unsafe { PyDict_Check(new.as_ptr()) != 0 };
+    // SAFETY: as above.
+    if unsafe { PyType_Check(old.as_ptr()) == 0 || !(members_only || PyType_Check(new.as_ptr()) != 0) }
+    {
+        return Err(type_error(
+            "patch_class() takes a class and its new version (a class, or a dict of members)",
+        ));
+    }
+    if members_only {
+        // SAFETY: `old` is a live type, `new` a live dict; same contract as ours.
+        return unsafe { prepare_members(state, old, new, filter) };
     }
     let (o, n) = (as_type(old), as_type(new));
     // SAFETY: both are live type objects; reading their flags, sizes and tuples is plain
@@ -190,6 +199,65 @@ unsafe fn prepare(
         if plan.new_bases.is_some() {
             check_own_descriptors(state, old, old_dict, new_dict)?;
         }
+        plan_members(state, &mut plan, old, new, new_dict, filter, true)?;
+        Ok(plan)
+    }
+}
+
+/// The members-only form, `patch_class(old, {name: value, ...})`: the new values come from a
+/// class body run without its class statement (no metaclass, decorator or
+/// `__init_subclass__` ran), so there are no bases, metaclass or layout to compare. The
+/// caller has pointed the body's `__class__` cell at `old` already.
+///
+/// # Safety
+/// GIL held; `old` is a live type and `members` a live dict.
+unsafe fn prepare_members(
+    state: &State,
+    old: Borrowed<'_>,
+    members: Borrowed<'_>,
+    filter: &Filter<'_>,
+) -> PyResult<Plan> {
+    let o = as_type(old);
+    // SAFETY: `old` is a live type; its flags and dict are plain fields (layout checked).
+    unsafe {
+        if pyo3_ffi::PyType_GetFlags(o) & Py_TPFLAGS_HEAPTYPE == 0 {
+            let name = core::ffi::CStr::from_ptr((*o).tp_name).to_string_lossy();
+            return Err(type_error(&format!(
+                "{name} is a built-in or extension type; only classes defined in Python can be \
+                 patched"
+            )));
+        }
+        let mut plan = Plan {
+            class: Some(old.to_owned()),
+            ..Plan::default()
+        };
+        // Nested classes are recognised by their qualname under the old class's. Members the
+        // dict lacks are removed only when `remove` names them: the dict holds what changed.
+        plan_members(state, &mut plan, old, old, members, filter, false)?;
+        Ok(plan)
+    }
+}
+
+/// Records in `plan` what to set, patch in place and delete so that `old`'s members become
+/// those of `new_dict` (filtered). `new` is the class `new_dict` belongs to, whose
+/// `__class__` cells are re-pointed at `old` (`old` itself in the members-only form).
+/// `remove_missing`: without a `remove` filter, members `new_dict` lacks are removed.
+///
+/// # Safety
+/// GIL held; `old` and `new` are live types, `new_dict` a live dict.
+unsafe fn plan_members(
+    state: &State,
+    plan: &mut Plan,
+    old: Borrowed<'_>,
+    new: Borrowed<'_>,
+    new_dict: Borrowed<'_>,
+    filter: &Filter<'_>,
+    remove_missing: bool,
+) -> PyResult<()> {
+    let o = as_type(old);
+    // SAFETY: live heap types and dicts (caller); lookups take their own references.
+    unsafe {
+        let old_dict = Borrowed::from_ptr((*o).tp_dict).expect("heap types have a dict");
         let slots = slot_names(o);
         let own = |name: &str| OWN_ENTRIES.contains(&name) || slots.iter().any(|s| s == name);
 
@@ -203,7 +271,7 @@ unsafe fn prepare(
             match current {
                 Some(current) if current.borrow().is(value.borrow()) => {}
                 Some(current) => {
-                    if !plan_in_place(state, &mut plan, &current, &value, new)? {
+                    if !plan_in_place(state, plan, &current, &value, new)? {
                         plan.set.push((name, value, Some(current)));
                     }
                 }
@@ -215,12 +283,16 @@ unsafe fn prepare(
             if own(&key) || lookup(new_dict, name.borrow())?.is_some() {
                 continue;
             }
-            if filter.remove.is_none() || wanted(filter.remove, name.borrow())? {
+            let remove = match filter.remove {
+                None => remove_missing,
+                Some(_) => wanted(filter.remove, name.borrow())?,
+            };
+            if remove {
                 plan.delete.push((name, value));
             }
         }
-        Ok(plan)
     }
+    Ok(())
 }
 
 /// Whether `name` passes an optional name filter (a set, list or tuple of names).

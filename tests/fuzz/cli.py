@@ -54,12 +54,14 @@ def run(
 def summary(results: list[SeedResult], seconds: float) -> str:
     edits = sum(r.edits for r in results)
     excluded = sum(r.excluded for r in results)
+    by_design = sum(r.by_design for r in results)
     probes = sum(r.probes for r in results)
     failures = [r.failure for r in results if r.failure is not None]
     lines = [
         f"fuzzed {len(results)} seeds: {edits} edits compared with a restart "
         f"({probes} probe results), {excluded} edits needing a restart (reported as such, "
-        f"not compared), in {seconds:.0f} s",
+        f"not compared), {by_design} edits leaving statements unrun by design (reported as "
+        f"such, not compared), in {seconds:.0f} s",
     ]
     by_kind: dict[str, list[int]] = {}
     for f in failures:

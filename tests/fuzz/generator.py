@@ -49,6 +49,7 @@ from .model import (
     Module,
     Package,
     Param,
+    State,
     problems,
     rank,
 )
@@ -460,6 +461,12 @@ def initial(seed: int, package: str) -> Package:
                     items.append(made)
             if rng.random() < 0.2:
                 items.append(Blank([""]))
+        # The program's state: an object made and a function registered at import.
+        defined = gen.names_before(module, len(items))
+        classes = [n for n, i in defined.items() if isinstance(i, Klass) and i.kind == "plain"]
+        functions = [n for n, i in defined.items() if isinstance(i, Func)]
+        if classes and functions:
+            items.append(State(pkg.fresh("OBJ"), rng.choice(classes), rng.choice(functions)))
     found = problems(pkg)
     assert not found, found
     return pkg

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .model import MODULES
-from .runner import Crash, Failure, Session, needs_restart
+from .runner import Crash, Failure, Session, needs_restart, not_rerun
 
 __all__ = ["ddmin", "hunks", "minimise", "patch"]
 
@@ -100,7 +100,7 @@ def attempt(
         for state in prefix:
             session.apply(state, rng)
         reports = session.apply(candidate, rng)
-        if needs_restart(reports):
+        if needs_restart(reports) or not_rerun(reports):
             return None
         return session.check(reports)
     except Crash as exc:

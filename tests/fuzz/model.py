@@ -40,6 +40,7 @@ __all__ = [
     "Module",
     "Package",
     "Param",
+    "State",
     "problems",
     "rank",
 ]
@@ -100,10 +101,10 @@ class Header(Item):
     name: str | None = field(default=None, init=False)
 
     def render(self, package: str) -> list[str]:
-        return ["import enum", "import functools"]
+        return ["import enum", "import functools", "REG = []"]
 
     def defines(self) -> list[str]:
-        return ["enum", "functools"]
+        return ["enum", "functools", "REG"]
 
 
 @dataclass
@@ -292,6 +293,24 @@ class Made(Item):
 
     def loads(self) -> list[str]:
         return [self.callee] + ([self.arg] if self.arg.isidentifier() else [])
+
+
+@dataclass
+class State(Item):
+    """``OBJ = K()`` and ``REG.append(f)``: an object made and a function registered when the
+    module is imported, which no reload may do again (the program's state). Never edited,
+    moved or deleted by the editor: its text stays, so the object must stay the same object
+    and the registry must hold one entry per registration."""
+
+    name: str
+    klass: str
+    func: str
+
+    def render(self, package: str) -> list[str]:
+        return [f"{self.name} = {self.klass}()", f"REG.append({self.func})"]
+
+    def loads(self) -> list[str]:
+        return [self.klass, self.func]
 
 
 @dataclass

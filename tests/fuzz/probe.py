@@ -127,18 +127,23 @@ def _chain(obj: Any) -> list[Any]:
     return chain
 
 
-def meta(obj: Any, root: str) -> str:
-    """Names, docs, defaults, line numbers and source of a callable and of what it wraps."""
+def meta(obj: Any, root: str, *, copies_kept: bool = False) -> str:
+    """Names, docs, defaults, line numbers and source of a callable and of what it wraps.
+    ``copies_kept``: ``obj`` was made by a module-level call (``v = deco(f)``), which a
+    reload does not make again when ``f`` is patched in place: the names and docstring its
+    wrappers copied from ``f`` then (``functools.wraps``) are kept, by design, and not shown."""
     parts: list[Any] = []
-    for item in _chain(obj):
+    chain = _chain(obj)
+    for depth, item in enumerate(chain):
         if isinstance(item, types.FunctionType):
             code = item.__code__
+            copied = copies_kept and depth < len(chain) - 1
             parts.append(
                 (
-                    item.__name__,
-                    item.__qualname__,
+                    "-" if copied else item.__name__,
+                    "-" if copied else item.__qualname__,
                     item.__module__,
-                    item.__doc__,
+                    "-" if copied else item.__doc__,
                     item.__defaults__,
                     item.__kwdefaults__,
                     code.co_name,
@@ -245,6 +250,12 @@ def capture(modules: dict[str, types.ModuleType]) -> dict[str, Any]:
     """References to every definition of the package, as a program would hold them."""
     refs: dict[str, Any] = {}
     for short, module in modules.items():
+        # The program's state made at import: no reload may make it again.
+        if isinstance(vars(module).get("REG"), list):
+            refs[f"S {short}.REG"] = (module.REG, tuple(module.REG))
+        for name, value in vars(module).items():
+            if name.startswith("OBJ"):
+                refs[f"S {short}.{name}"] = value
         for name, value in sorted(vars(module).items()):
             if name.startswith("_") or getattr(value, "__module__", None) != module.__name__:
                 continue
@@ -295,6 +306,18 @@ def made_by_calls(module: types.ModuleType) -> set[str]:
     }
 
 
+def _state(ref: Any, current: Any) -> str:
+    """How state made at import fares: the registry the same list with the same entries, an
+    object the same object (in a restart, trivially so: the two sides must agree)."""
+    if isinstance(ref, tuple):
+        registry, entries = ref
+        if current is not registry:
+            return "REG made again"
+        same = len(current) == len(entries) and all(a is b for a, b in zip(current, entries))
+        return f"REG kept, {len(current)} entries" + ("" if same else ", entries changed")
+    return "same object" if current is ref else "MADE AGAIN"
+
+
 def _current(modules: dict[str, types.ModuleType], dotted: str) -> Any:
     short, _, rest = dotted.partition(".")
     name, _, member = rest.partition(".")
@@ -307,18 +330,22 @@ def _current(modules: dict[str, types.ModuleType], dotted: str) -> Any:
 def run(modules: dict[str, types.ModuleType], refs: dict[str, Any], root: str) -> dict[str, str]:
     """Every result, by key."""
     out: dict[str, str] = {}
+    # what module-level calls made, and the copies of it that other modules imported
+    made_ids = {
+        id(vars(m)[n]) for m in modules.values() for n in made_by_calls(m) if n in vars(m)
+    }
     for short, module in modules.items():
         out[f"{short}: names"] = show(names(module))
         out[f"{short}: doc"] = show(module.__doc__)
         for name in names(module):
             value = getattr(module, name)
             label = f"{short}.{name}"
-            out[label] = show(value)
+            out[label] = outcome(lambda value=value: show(value), root)  # a __repr__ may fail
             if isinstance(value, type):
                 if value.__module__ == module.__name__:
                     probe_class(label, value, out, root)
             elif callable(value):
-                out[label + " meta"] = meta(value, root)
+                out[label + " meta"] = meta(value, root, copies_kept=id(value) in made_ids)
                 probe_callable(label, value, out, root)
     made = {f"{short}.{name}" for short, m in modules.items() for name in made_by_calls(m)}
     for key, ref in refs.items():
@@ -326,6 +353,9 @@ def run(modules: dict[str, types.ModuleType], refs: dict[str, Any], root: str) -
         if dotted in made:
             continue
         current = _current(modules, dotted)
+        if kind == "S":
+            out[key] = _state(ref, current)
+            continue
         if kind == "H":
             out[key + " is current"] = show(ref is current)
         elif kind == "I":

@@ -8,7 +8,8 @@ the same files, and compare. A seed stops at its first failure; the failure is m
 (:mod:`.minimise`) when asked.
 
 An edit whose reload reports ``needs_restart`` is not compared: the program is restarted on
-the current files (as its user would) and the seed goes on.
+the current files (as its user would) and the seed goes on. So is one whose report lists
+statements not re-run by design (an ``if`` or a loop reading a rebound name).
 """
 
 from __future__ import annotations
@@ -226,6 +227,7 @@ class SeedResult:
     seed: int
     edits: int = 0  # applied and compared
     excluded: int = 0  # reported as needing a restart: not compared
+    by_design: int = 0  # left statements unrun by design, as reported: not compared
     probes: int = 0  # results compared
     failure: Failure | None = None
     notes: list[str] = field(default_factory=list)
@@ -284,6 +286,12 @@ def needs_restart(reports: list[dict[str, Any]]) -> bool:
     return any(r["needs_restart"] for r in reports)
 
 
+def not_rerun(reports: list[dict[str, Any]]) -> bool:
+    """A reload that left, by design, statements reading a rebound name unrun (an ``if`` or
+    loop at module level): what they made differs from a restart, and the report says so."""
+    return any(r["not_rerun"] for r in reports)
+
+
 def run_seed(seed: int, edits: int, workdir: Path, *, minimise: bool = True) -> SeedResult:
     """Runs one seed's sequence of ``edits`` edits; stops at the first failure."""
     started = time.perf_counter()
@@ -305,8 +313,11 @@ def run_seed(seed: int, edits: int, workdir: Path, *, minimise: bool = True) -> 
                 reports = session.apply(new, saver)
                 for r in reports:
                     result.notes += [f"seed {seed} edit {index}: {n}" for n in r["notes"]]
-                if needs_restart(reports):
-                    result.excluded += 1
+                if needs_restart(reports) or not_rerun(reports):
+                    if needs_restart(reports):
+                        result.excluded += 1
+                    else:
+                        result.by_design += 1
                     session.close()
                     session = Session(workdir, package, new, reloader_first)
                     history = [new]
