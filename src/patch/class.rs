@@ -25,11 +25,12 @@ use core::ffi::c_int;
 use core::ptr;
 
 use pyo3_ffi::{
-    Py_EQ, Py_TPFLAGS_HEAPTYPE, Py_TYPE, PyCell_Get, PyCell_Set, PyDict_Check, PyDict_GetItemWithError,
-    PyDict_Next, PyErr_Occurred, PyExc_TypeError, PyFunction_Check, PyFunctionObject, PyObject,
-    PyObject_CallMethodObjArgs, PyObject_GetAttrString, PyObject_RichCompareBool,
-    PyObject_SetAttrString, PySequence_Contains, PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyType_Check,
-    PyType_Modified, PyType_Type, PyTypeObject, PyUnicode_FromString,
+    Py_EQ, Py_TPFLAGS_HEAPTYPE, Py_TYPE, PyCell_Get, PyCell_Set, PyDict_Check,
+    PyDict_GetItemWithError, PyDict_Next, PyErr_Occurred, PyExc_TypeError, PyFunction_Check,
+    PyFunctionObject, PyObject, PyObject_CallMethodObjArgs, PyObject_GetAttrString,
+    PyObject_RichCompareBool, PyObject_SetAttrString, PySequence_Contains, PyTuple_GET_ITEM,
+    PyTuple_GET_SIZE, PyType_Check, PyType_Modified, PyType_Type, PyTypeObject,
+    PyUnicode_FromString,
 };
 
 use crate::errors::{PyResult, Raised, raise, take_message, text, utf8};
@@ -157,8 +158,9 @@ unsafe fn prepare(
     // SAFETY: PyType_Check and PyDict_Check read the type only.
     let members_only = unsafe { PyDict_Check(new.as_ptr()) != 0 };
     // SAFETY: as above.
-    if unsafe { PyType_Check(old.as_ptr()) == 0 || !(members_only || PyType_Check(new.as_ptr()) != 0) }
-    {
+    if unsafe {
+        PyType_Check(old.as_ptr()) == 0 || !(members_only || PyType_Check(new.as_ptr()) != 0)
+    } {
         return Err(type_error(
             "patch_class() takes a class and its new version (a class, or a dict of members)",
         ));

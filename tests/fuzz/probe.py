@@ -313,7 +313,9 @@ def _state(ref: Any, current: Any) -> str:
         registry, entries = ref
         if current is not registry:
             return "REG made again"
-        same = len(current) == len(entries) and all(a is b for a, b in zip(current, entries))
+        same = len(current) == len(entries) and all(
+            a is b for a, b in zip(current, entries, strict=True)
+        )
         return f"REG kept, {len(current)} entries" + ("" if same else ", entries changed")
     return "same object" if current is ref else "MADE AGAIN"
 
@@ -331,9 +333,7 @@ def run(modules: dict[str, types.ModuleType], refs: dict[str, Any], root: str) -
     """Every result, by key."""
     out: dict[str, str] = {}
     # what module-level calls made, and the copies of it that other modules imported
-    made_ids = {
-        id(vars(m)[n]) for m in modules.values() for n in made_by_calls(m) if n in vars(m)
-    }
+    made_ids = {id(vars(m)[n]) for m in modules.values() for n in made_by_calls(m) if n in vars(m)}
     for short, module in modules.items():
         out[f"{short}: names"] = show(names(module))
         out[f"{short}: doc"] = show(module.__doc__)
