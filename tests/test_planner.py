@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import textwrap
 
 import pytest
@@ -200,3 +201,144 @@ def test_statements_sharing_a_line_are_analysed_each_on_its_own():
     assert steps(p) == [(0, "run", ["N"]), (0, "run", ["A"]), (7, "keep", ["B"])]
     p = plan("N = 1\nA = 1; B = N\n", "N = 5\nA = 1; B = N\n")
     assert steps(p) == [(0, "run", ["N"]), (0, "keep", ["A"]), (7, "run", ["B"])]
+
+
+# --- identity is not change; followers are bindings only --------------------------------------
+
+
+def test_a_function_patched_in_place_is_not_a_change_for_what_reads_it():
+    old = """
+    def f():
+        return 1
+    class C:
+        def m(self):
+            return 1
+    HANDLERS.append(f)
+    registry = [f]
+    inst = C()
+    for i in range(3):
+        LOG.append(f())
+    """
+    p = plan(old, old.replace("return 1", "return 2"))
+    assert actions(p) == {
+        "f": "redefine",
+        "C": "redefine",
+        "HANDLERS.append(f)": "keep",
+        "registry = [f]": "keep",
+        "inst = C()": "keep",
+        "for i in range(3):": "keep",
+    }
+    assert p.not_rerun == [] and p.rebinds == frozenset()
+    assert [s.header for s in p.steps if s.action == "redefine"] == [False, False]
+
+
+def test_only_bindings_follow_a_rebound_name_and_the_others_are_listed():
+    old = """
+    X = 1
+    Y = X * 2
+    Y2: int = X
+    from m import thing as T
+    for i in range(X):
+        LOG.append(i)
+    if X > 0:
+        FLAG = True
+    HANDLERS.append(X)
+    Z += X
+    with lock(X):
+        pass
+    del W
+    """
+    p = plan(old, old.replace("X = 1", "X = 2"))
+    assert actions(p)["Y = X * 2"] == "run" and actions(p)["Y2: int = X"] == "run"
+    assert [(s.label, sorted(names)) for s, names in p.not_rerun] == [
+        ("for i in range(X):", ["X"]),
+        ("if X > 0:", ["X"]),
+        ("HANDLERS.append(X)", ["X"]),
+        ("Z += X", ["X"]),
+        ("with lock(X):", ["X"]),
+    ]
+    assert p.rebinds == {"X", "Y", "Y2"}
+
+
+def test_a_body_edit_keeps_the_decorators_and_a_decorator_edit_runs_them():
+    old = "@app.route('/a')\ndef view():\n    return 1\n"
+    (body,) = plan(old, old.replace("return 1", "return 2")).steps
+    (deco,) = plan(old, old.replace("'/a'", "'/b'")).steps
+    assert (body.action, body.header) == ("redefine", False)
+    assert (deco.action, deco.header) == ("redefine", True)
+    p = plan("P = '/a'\n" + old.replace("'/a'", "P"), "P = '/b'\n" + old.replace("'/a'", "P"))
+    assert [(s.action, s.header) for s in p.steps] == [("run", False), ("redefine", True)]
+
+
+def test_a_class_body_edit_leaves_header_and_fields_alone():
+    from mighty_patcher.planner import class_plan
+
+    def cplan(old: str, new: str):
+        old_node = ast.parse(textwrap.dedent(old)).body[0]
+        new_node = ast.parse(textwrap.dedent(new)).body[0]
+        return class_plan(
+            old_node,
+            new_node,
+            textwrap.dedent(old).splitlines(True),
+            textwrap.dedent(new).splitlines(True),
+        )
+
+    old = """
+    @dataclass
+    class P(Base):
+        x: int = 0
+        def total(self):
+            return self.x
+        @property
+        def v(self):
+            return 1
+        @v.setter
+        def v(self, value):
+            pass
+    """
+    body = cplan(old, old.replace("return self.x", "return self.x * 2"))
+    assert (body.header, body.fields, body.update) == (False, False, {"total"})
+    getter = cplan(old, old.replace("return 1", "return 2"))
+    assert getter.update == {"v"} and len(getter.body) == 2, "the setter follows the getter"
+    field = cplan(old, old.replace("x: int = 0", "x: int = 1"))
+    assert (field.header, field.fields) == (False, True)
+    two = "class E(Enum):\n    RED = 1\n    BLUE = 2\n"
+    moved = cplan(two, "class E(Enum):\n    BLUE = 2\n    RED = 1\n")
+    assert moved.fields, "the order of fields counts (dataclass arguments, enum members)"
+    assert cplan(old, old.replace("(Base)", "(Base, Mixin)")).header
+
+
+def test_a_rebound_name_reaches_importers_that_hold_its_old_value_level_by_level():
+    from mighty_patcher.planner import ImportedName, Importer, plan_imports
+
+    mid = Importer(
+        "mid",
+        "mid.py",
+        "from base import X\nY = X * 10\nfor i in range(2):\n    print(X)\n",
+        [ImportedName("X", "base", "X")],
+        frozenset({"X"}),
+    )
+    top = Importer(
+        "top",
+        "top.py",
+        "from base import X as again\nfrom mid import Y\nZ = Y + again\n",
+        [ImportedName("again", "base", "X"), ImportedName("Y", "mid", "Y")],
+        frozenset({"again", "Y"}),
+    )
+    stale = Importer(
+        "stale",
+        "stale.py",
+        "from base import X\nW = X\n",
+        [ImportedName("X", "base", "X")],
+        frozenset(),  # its X no longer holds base's old X (it was reassigned): left alone
+    )
+    steps = plan_imports({"base": frozenset({"X"})}, [mid, top, stale])
+    assert [(s.module, s.rebind) for s in steps] == [
+        ("mid", [("X", "base", "X")]),
+        ("top", [("again", "base", "X"), ("Y", "mid", "Y")]),
+    ]
+    assert actions(steps[0].plan)["Y = X * 10"] == "run"
+    assert [s.label for s, _ in steps[0].plan.not_rerun] == ["for i in range(2):"]
+    assert actions(steps[1].plan)["Z = Y + again"] == "run"
+    assert steps[1].after == {"base", "mid"}
+    assert plan_imports({"base": frozenset()}, [mid, top]) == []

@@ -6,6 +6,7 @@ from shop.pricing import TAX_RATE, unit_price
 class Cart:
     def __init__(self):
         self.lines = []
+        print("a new cart is opened", flush=True)
 
     def add(self, item, quantity=1):
         self.lines.append((item, quantity))

@@ -1,0 +1,309 @@
+"""State is kept: a save changes what the edit changed, and nothing the program did is done
+again. Each test runs a real program (a subprocess) under the real watcher, saves a file as
+an editor does, and looks at the program's objects or output."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from live import write
+
+
+def test_an_object_made_at_import_keeps_its_identity_and_state_when_its_class_is_edited(
+    program, tmp_path
+):
+    source = """
+    class Cart:
+        def __init__(self):
+            self.items = []
+        def describe(self):
+            return f"{len(self.items)} items"
+    cart = Cart()
+    cart.items.append("apple")
+    """
+    write(tmp_path / "shop.py", source)
+    p = program("import shop\nheld = shop.cart\nheld.items.append('pear')\n")
+    write(
+        tmp_path / "shop.py",
+        source.replace('f"{len(self.items)} items"', '"cart: " + ", ".join(self.items)'),
+    )
+    (report,) = p.wait_reload()
+    assert report["ok"] and report["patched"] == ["Cart.describe"] and report["rerun"] == []
+    assert p.eval("shop.cart is held") is True
+    assert p.eval("shop.cart.describe()") == "cart: apple, pear"
+
+
+def test_a_top_level_loop_and_registration_reading_an_edited_function_do_not_run_again(
+    program, tmp_path
+):
+    source = """
+    HANDLERS = []
+    LOG = []
+    def f():
+        return 1
+    HANDLERS.append(f)
+    for i in range(3):
+        LOG.append(f())
+    """
+    write(tmp_path / "hooks.py", source)
+    p = program("import hooks")
+    write(tmp_path / "hooks.py", source.replace("return 1", "return 2"))
+    (report,) = p.wait_reload()
+    assert report["patched"] == ["f"] and report["rerun"] == [] and report["not_rerun"] == []
+    assert p.eval("(len(hooks.HANDLERS), hooks.HANDLERS[0](), hooks.LOG)") == (1, 2, [1, 1, 1])
+
+
+def test_a_closure_made_at_import_keeps_its_count_and_runs_the_new_body(program, tmp_path):
+    source = """
+    def counter():
+        count = 0
+        def step():
+            nonlocal count
+            count += 1
+            return count
+        return step
+    c = counter()
+    """
+    write(tmp_path / "counting.py", source)
+    p = program("import counting\nheld = counting.c\nheld(), held()")
+    write(tmp_path / "counting.py", source.replace("return count", "return count * 100"))
+    (report,) = p.wait_reload()
+    assert report["patched"] == ["counter"] and report["rerun"] == []
+    assert p.eval("counting.c is held") is True
+    assert p.eval("held()") == 300, "the third call: the count it kept, the new body"
+
+
+def test_classes_registered_by_a_refusing_decorator_or_a_metaclass_take_a_method_edit_once(
+    program, tmp_path
+):
+    source = """
+    REGISTRY = {}
+    def register(cls):
+        if cls.__name__ in REGISTRY:
+            raise ValueError(cls.__name__ + " is already registered")
+        REGISTRY[cls.__name__] = cls
+        return cls
+
+    class Meta(type):
+        made = []
+        def __new__(mcs, name, bases, namespace):
+            cls = super().__new__(mcs, name, bases, namespace)
+            Meta.made.append(name)
+            return cls
+
+    class Plugin:
+        seen = []
+        def __init_subclass__(cls, **kwargs):
+            super().__init_subclass__(**kwargs)
+            Plugin.seen.append(cls.__name__)
+
+    @register
+    class A:
+        def m(self):
+            return 1
+
+    class B(metaclass=Meta):
+        def m(self):
+            return 1
+
+    class C(Plugin):
+        def m(self):
+            return 1
+    """
+    write(tmp_path / "plugins.py", source)
+    p = program("import plugins\nA, B, C = plugins.A, plugins.B, plugins.C\na = A()")
+    write(tmp_path / "plugins.py", source.replace("return 1", "return 2"))
+    (report,) = p.wait_reload()
+    assert report["ok"], report["error"]
+    assert sorted(report["patched"]) == ["A.m", "B.m", "C.m"]
+    assert p.eval("(a.m(), B().m(), C().m())") == (2, 2, 2)
+    assert p.eval("(plugins.A is A, plugins.B is B, plugins.C is C)") == (True, True, True)
+    assert p.eval("(list(plugins.REGISTRY), plugins.Meta.made, plugins.Plugin.seen)") == (
+        ["A"],
+        ["B"],
+        ["C"],
+    )
+
+
+def test_a_constant_change_reruns_bindings_here_and_in_importers_but_not_loops(program, tmp_path):
+    config = "X = 1\nY = X * 2\nLOG = []\nfor i in range(3):\n    LOG.append(X)\n"
+    write(tmp_path / "config.py", config)
+    write(
+        tmp_path / "user.py",
+        "from config import X\nZ = X * 10\nSEEN = []\nfor i in range(2):\n    SEEN.append(X)\n",
+    )
+    p = program("import config, user")
+    write(tmp_path / "config.py", config.replace("X = 1", "X = 5"))
+    config_report, user_report = p.wait_reload(2)
+    assert config_report["rerun"] == ["X = 5", "Y = X * 2"]
+    assert config_report["not_rerun"] == ['config.py:4 "for i in range(3):" reads X']
+    assert user_report["rebound"] == ["X"] and user_report["rerun"] == ["Z = X * 10"]
+    assert user_report["not_rerun"] == ['user.py:4 "for i in range(2):" reads X']
+    assert p.eval("(config.Y, config.LOG, user.X, user.Z, user.SEEN)") == (
+        10,
+        [1, 1, 1],
+        5,
+        50,
+        [1, 1],
+    )
+    stderr = p.close()
+    assert 'not re-run: config.py:4 "for i in range(3):" reads X' in stderr
+
+
+def test_a_reload_blocked_in_a_long_statement_says_where_it_is(program, tmp_path):
+    write(tmp_path / "slow.py", "import time\nX = 1\n")
+    p = program("import slow")
+    write(tmp_path / "slow.py", "import time\nX = [time.sleep(2.6), 2][1]\n")
+    (report,) = p.wait_reload(timeout=20)
+    assert report["ok"] and p.eval("slow.X") == 2
+    stderr = p.close()
+    assert re.search(
+        r"the reload of slow is still running after 2 s, at slow\.py:2 "
+        r"\(X = \[time\.sleep\(2\.6\), 2\]\[1\]\)",
+        stderr,
+    ), stderr
+
+
+# --- the running program: `python -m mighty_patcher run` ------------------------------------
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "mighty_patcher", "run", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 20) -> list[str]:
+    """The lines the program printed up to the first that matches ``pattern``."""
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line.rstrip("\n"))
+        if re.search(pattern, seen[-1]):
+            return seen
+    raise AssertionError(f"never printed /{pattern}/; printed {seen[-20:]}")
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.kill()
+    return proc.communicate()
+
+
+MAIN = """
+import time
+from shop import Cart
+
+cart = Cart()
+n = 0
+while True:
+    n += 1
+    print(f"tick {n}: {cart.describe()}", flush=True)
+    time.sleep(0.02)
+"""
+
+SHOP = """
+class Cart:
+    def __init__(self):
+        print("a new cart", flush=True)
+    def describe(self):
+        return "old"
+"""
+
+
+def ticks(lines: list[str]) -> list[int]:
+    return [int(m.group(1)) for m in (re.match(r"tick (\d+):", line) for line in lines) if m]
+
+
+def test_a_main_loop_sees_method_edits_and_never_runs_a_second_time(tmp_path):
+    write(tmp_path / "main.py", MAIN)
+    write(tmp_path / "shop.py", SHOP)
+    proc = run(["main.py"], tmp_path)
+    try:
+        lines = read_until(proc, r"tick 5:")
+        write(tmp_path / "shop.py", SHOP.replace('"old"', '"new"'))
+        lines += read_until(proc, r"tick \d+: new")
+        # The script itself: a method of its own added, its loop changed (takes effect at the
+        # next start: the loop is the running program).
+        write(
+            tmp_path / "main.py",
+            MAIN.replace(
+                "from shop import Cart", "from shop import Cart\ndef extra():\n    return 1"
+            ).replace("time.sleep(0.02)", "time.sleep(0.021)"),
+        )
+        write(tmp_path / "shop.py", SHOP.replace('"old"', '"newer"'))
+        lines += read_until(proc, r"tick \d+: newer")
+        lines += read_until(proc, r"tick \d+: newer")
+    finally:
+        out, stderr = finish(proc)
+    lines += out.splitlines()
+    numbers = ticks(lines)
+    assert numbers == list(range(1, len(numbers) + 1)), "one loop, never started again"
+    assert sum(1 for line in lines if line == "a new cart") == 1
+    assert "reloaded shop: patched Cart.describe" in stderr
+    assert "reloaded __main__: added extra" in stderr
+    assert "takes effect at the next start" in stderr and "while True:" in stderr
+
+
+def test_a_script_importing_multiprocessing_applies_each_save_once(tmp_path):
+    write(
+        tmp_path / "main.py",
+        """
+        import multiprocessing, sys, time
+        assert sys.modules["__mp_main__"] is sys.modules["__main__"]
+        def value():
+            return "old"
+        while True:
+            print(value(), flush=True)
+            time.sleep(0.02)
+        """,
+    )
+    proc = run(["main.py"], tmp_path)
+    try:
+        read_until(proc, "^old$")
+        write(
+            tmp_path / "main.py",
+            (tmp_path / "main.py").read_text().replace('return "old"', 'return "new"'),
+        )
+        read_until(proc, "^new$")
+        time.sleep(0.3)  # a second application, if there were one, would have logged by now
+    finally:
+        _, stderr = finish(proc)
+    assert stderr.count("reloaded __main__") == 1, stderr
+    assert "__mp_main__" not in stderr
+
+
+def test_run_path_puts_the_root_on_sys_path_for_run_m(tmp_path):
+    write(tmp_path / "src/svc/__init__.py", "")
+    write(tmp_path / "src/svc/logic.py", "def value():\n    return 'old'\n")
+    write(
+        tmp_path / "src/svc/server.py",
+        """
+        import time
+        from svc.logic import value
+        for _ in range(1000):
+            print(value(), flush=True)
+            time.sleep(0.02)
+        """,
+    )
+    env = {"PATH": "/usr/bin:/bin"}  # no PYTHONPATH
+    proc = run(["--path", "src", "-m", "svc.server"], tmp_path, env=env)
+    try:
+        read_until(proc, "^old$")
+        write(tmp_path / "src/svc/logic.py", "def value():\n    return 'new'\n")
+        read_until(proc, "^new$")
+    finally:
+        _, stderr = finish(proc)
+    assert "reloaded svc.logic: patched value" in stderr
