@@ -353,7 +353,8 @@ class Applier:
         if isinstance(old, enum.EnumMeta):
             # In an enum's body a member's name means the value it was given (the members
             # are made after the body ran).
-            namespace.update((n, m._value_) for n, m in old.__members__.items())
+            members: dict[str, Any] = dict(old.__members__)
+            namespace.update((n, m._value_) for n, m in members.items())
         exec(bodies[0], self.ns, namespace)
         cell = namespace.get("__classcell__")
         if isinstance(cell, types.CellType):
