@@ -17,10 +17,11 @@ import enum
 import functools
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from . import hooks
 from . import mighty_patcher as native
 from .codes import find_inner, member_functions, nested_codes, nested_pairs, wrapper_chain
 from .planner import (
@@ -127,6 +128,34 @@ class Applier:
         if self.ns.get("__doc__") != docstring:
             self.ns["__doc__"] = docstring
 
+    def _event(
+        self,
+        action: Literal["patched", "rebuilt", "added", "removed"],
+        name: str,
+        old: Any,
+        node: ast.stmt | None,
+        members: Iterable[str] | None = None,
+    ) -> hooks.DefinitionEvent:
+        return hooks.DefinitionEvent(
+            module=self.module,
+            name=name,
+            action=action,
+            old=old,
+            node=node,
+            members=frozenset(members) if members is not None else None,
+            _undo=self.txn.undo,
+        )
+
+    def _refused(self, event: hooks.DefinitionEvent) -> bool:
+        """Tells the adapters a definition is about to change; True if one refused (the
+        report says why, as needing a restart)."""
+        try:
+            hooks.call("before_definition", event)
+        except native.NeedsRestart as exc:
+            self.report.needs_restart.append(str(exc))
+            return True
+        return False
+
     def _where(self, stmt: Stmt) -> str:
         """``app.py:12 "cart = Cart()"``: a statement as reports show it."""
         return f'{relative(self.path)}:{stmt.lineno} "{stmt.label}"'
@@ -191,8 +220,12 @@ class Applier:
         if current is _MISSING and name in self.graveyard:
             (current, old_node), revived = self.graveyard[name], True
         if current is _MISSING:
-            self.ns[name] = self.build(stmt, name)
+            event = self._event("added", name, None, stmt.node)
+            if self._refused(event):
+                return
+            event.new = self.ns[name] = self.build(stmt, name)
             self.report.added.append(name)
+            hooks.call("after_definition", event)
             return
         # What to run again: the decorators (or a class's header) only when they changed or
         # read a rebound name; a definition back from the graveyard compares with the
@@ -230,11 +263,18 @@ class Applier:
             # The body changed, the decorators did not: they are not run again (a route, a
             # registration, a command stays as it is); the function they wrapped is patched
             # wherever they keep it.
-            new_inner = self.build(stmt, name, undecorated=True)
+            event = self._event("patched", name, current, stmt.node)
+            if self._refused(event):
+                return True
+            event.new = new_inner = self.build(stmt, name, undecorated=True)
             self._patch_inner(current, old_inner, new_inner)
             self.report.patched.append(name)
+            hooks.call("after_definition", event)
             return True
-        new = self.build(stmt, name)
+        event = self._event("rebuilt", name, current, stmt.node)
+        if self._refused(event):
+            return True
+        event.new = new = self.build(stmt, name)
         new_inner = find_inner(new, name, self.path)
         if old_inner is not None and new_inner is not None and old_inner is not current:
             self._patch_inner(current, old_inner, new_inner)
@@ -242,16 +282,21 @@ class Applier:
             # The decorators ran again: the old outer function becomes the new one.
             self.patch_function(current, new)
             self.report.patched.append(name)
+            hooks.call("after_definition", event)
             return True
         if type(current) is type(new) and old_inner is not None and new_inner is not None:
-            # The same kind of wrapper (an lru_cache, say): the function inside was patched;
-            # the wrapper keeps what its decorator gave it before.
+            # The same kind of wrapper (an lru_cache, a command): the function inside was
+            # patched; an adapter of its framework makes the wrapper take what the new
+            # decorators gave the new one, or it keeps what it was made with.
             self.report.patched.append(name)
-            self.report.notes.append(
-                f"{name}: its decorators changed; the {type(current).__name__} made before "
-                f"keeps the decorator arguments it was made with"
-            )
+            if not any(adapter.merge(current, new) for adapter in hooks.active()):
+                self.report.notes.append(
+                    f"{name}: its decorators changed; the {type(current).__name__} made "
+                    f"before keeps the decorator arguments it was made with"
+                )
+            hooks.call("after_definition", event)
             return True
+        hooks.call("after_definition", event)
         self.ns[name] = new
         self.report.rebound.append(name)
         self.report.notes.append(
@@ -306,27 +351,45 @@ class Applier:
         plan = None
         if isinstance(old_node, ast.ClassDef):
             plan = class_plan(old_node, new_node, self.old_lines, self.new_lines, seeds=seeds)
-        if plan is not None and not header and not plan.header:
-            members = None
-            if not (plan.fields and _has_machinery(old, new_node)):
-                members = self._run_class_body(old, new_node, plan)
-            if members is not None:
-                return self._merge_class(
-                    name,
-                    old,
-                    members,
-                    members,
-                    set(plan.update),
-                    set(plan.remove),
-                    plan,
-                    new_node,
-                )
-        new = self.build(stmt, name)
+        in_place = plan is not None and not header and not plan.header
+        if plan is not None and in_place and not (plan.fields and _has_machinery(old, new_node)):
+            if self._patch_class_body(name, old, new_node, plan):
+                return True
         update: set[str] | None = None
         remove: set[str] | None = None
         if plan is not None and not plan.header and not new_node.decorator_list:
             update, remove = set(plan.update), set(plan.remove)
-        return self._merge_class(name, old, new, dict(new.__dict__), update, remove, plan, new_node)
+        event = self._event("rebuilt", name, old, new_node, update)
+        try:
+            hooks.call("before_definition", event)
+        except native.NeedsRestart as exc:
+            # Refused (a model's fields, say): what is not a field still applies in place.
+            self.report.needs_restart.append(str(exc))
+            if plan is not None and in_place:
+                self._patch_class_body(name, old, new_node, plan.methods_only())
+            return True
+        event.new = new = self.build(stmt, name)
+        kept = self._merge_class(name, old, new, dict(new.__dict__), update, remove, plan, new_node)
+        hooks.call("after_definition", event)
+        return kept
+
+    def _patch_class_body(self, name: str, old: type, node: ast.ClassDef, plan: ClassPlan) -> bool:
+        """The changed statements of the class body, run on their own and patched into
+        ``old`` (no metaclass, decorator or hook runs); False if that cannot be done."""
+        if not plan.update and not plan.remove and not plan.relocated:
+            return True
+        event = self._event("patched", name, old, node, plan.update)
+        if self._refused(event):
+            return True
+        members = self._run_class_body(old, node, plan)
+        if members is None:
+            return False
+        event.new = members
+        self._merge_class(
+            name, old, members, members, set(plan.update), set(plan.remove), plan, node
+        )
+        hooks.call("after_definition", event)
+        return True
 
     def _run_class_body(
         self, old: type, node: ast.ClassDef, plan: ClassPlan
@@ -553,7 +616,12 @@ class Applier:
         for name in sorted(self.plan.removed_names):
             if name not in self.ns:
                 continue
+            node = next((s.node for s in self.plan.deleted if name in s.writes), None)
+            event = self._event("removed", name, self.ns[name], node)
+            if self._refused(event):
+                continue
             value = self.ns.pop(name)
+            hooks.call("after_definition", event)
             if isinstance(value, (types.FunctionType, type)) or find_inner(value, name, self.path):
                 # with the statement that made it: what it comes back from is that version
                 node = next((s.node for s in self.plan.deleted if name in s.writes), None)

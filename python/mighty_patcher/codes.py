@@ -8,6 +8,8 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
+from . import hooks
+
 __all__ = ["find_inner", "member_functions", "nested_codes", "nested_pairs", "wrapper_chain"]
 
 
@@ -47,7 +49,8 @@ def nested_pairs(
 
 def wrapper_chain(obj: Any) -> Iterator[Any]:
     """``obj`` and what it wraps, outermost first: ``__wrapped__``, ``__func__``, a partial's
-    ``func``, a property's getter, and functions held in a wrapper function's closure."""
+    ``func``, a property's getter, functions held in a wrapper function's closure, and what
+    framework adapters say their objects hold (:meth:`hooks.Adapter.inner_function`)."""
     seen: set[int] = set()
     queue = [obj]
     while queue and len(seen) < 64:
@@ -62,6 +65,7 @@ def wrapper_chain(obj: Any) -> Iterator[Any]:
                 queue.append(inner)
         if isinstance(current, functools.partial):
             queue.append(current.func)
+        queue.extend(hooks.inner_functions(current))  # a framework's own wrappers
         if isinstance(current, types.FunctionType) and current.__closure__:
             for cell in current.__closure__:
                 try:

@@ -23,6 +23,7 @@ import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from . import hooks
 from . import mighty_patcher as native
 from .applier import Applier, Transform
 from .planner import (
@@ -154,6 +155,7 @@ class Engine:
             with native.reloading(), self._watchdog(report.module, path):
                 appliers: list[Applier] = []
                 for module in modules:
+                    hooks.call("before_reload", hooks.ReloadEvent(module, path, report))
                     if rebind:
                         txn.keep_namespace(module.__dict__)
                         module.__dict__.update(rebind)
@@ -181,6 +183,11 @@ class Engine:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return False
+        for module in modules:
+            try:
+                hooks.call("after_reload", hooks.ReloadEvent(module, path, report))
+            except Exception:
+                logger.exception("a framework adapter failed after the reload of %s", path)
         return True
 
     @contextlib.contextmanager

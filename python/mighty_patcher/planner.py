@@ -638,6 +638,21 @@ class ClassPlan:
     #: assignment or annotation (fields, enum members), or a definition whose decorators
     #: changed (a validator). Only edits of plain method bodies leave this False.
     fields: bool
+    #: The statements of ``body`` that are definitions whose decorators stayed as they were
+    #: (or new undecorated ones): method bodies, which no machinery reads.
+    methods: list[ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=list)
+
+    def methods_only(self) -> ClassPlan:
+        """This plan without its field changes: the method bodies alone."""
+        return ClassPlan(
+            header=False,
+            update=frozenset(node.name for node in self.methods),
+            remove=frozenset(),
+            relocated=self.relocated,
+            body=list(self.methods),
+            fields=False,
+            methods=list(self.methods),
+        )
 
 
 def class_plan(
@@ -660,12 +675,18 @@ def class_plan(
     body: list[ast.stmt] = []
     # Fields, in order (the order counts: dataclass arguments, enum members).
     fields = _fields(old_stmts) != _fields(new_stmts)
+    methods: list[ast.FunctionDef | ast.AsyncFunctionDef] = []
     for step in steps:
         if step.action in ("run", "redefine"):
             update |= step.new.writes
             body.append(step.new.node)
             if step.dirty and step.new.kind != "def":
                 fields = True  # a field that follows a rebound name gets a new value
+            node = step.new.node
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and dump_nodes(
+                node.decorator_list
+            ) == dump_nodes(decorators(step.old.node) if step.old is not None else []):
+                methods.append(node)
         elif step.action == "relocate" and step.new.name is not None and step.old is not None:
             relocated.append((step.new.name, step.old.node, step.new.node))
     if ast.get_docstring(old, clean=False) != ast.get_docstring(new, clean=False) and body:
@@ -678,6 +699,7 @@ def class_plan(
         relocated=relocated,
         body=body,
         fields=fields,
+        methods=methods,
     )
 
 

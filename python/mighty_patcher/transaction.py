@@ -11,6 +11,7 @@ change is recorded first, and a failure part-way restores it all:
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from typing import Any
 
 from . import mighty_patcher as native
@@ -36,6 +37,8 @@ class Transaction:
         self._functions: dict[int, tuple[types.FunctionType, types.FunctionType]] = {}
         self._classes: list[tuple[type, dict[str, Any], tuple[type, ...]]] = []
         self._seen_classes: set[int] = set()
+        #: What framework adapters did outside the module, and how to undo it.
+        self.undo: list[Callable[[], None]] = []
 
     def keep_namespace(self, namespace: dict[str, Any]) -> None:
         self._namespaces.append((namespace, dict(namespace)))
@@ -59,6 +62,11 @@ class Transaction:
     def rollback(self) -> list[str]:
         """Restores everything recorded; returns what could not be restored."""
         problems = []
+        for undo in reversed(self.undo):
+            try:
+                undo()
+            except Exception as exc:  # keep restoring the rest
+                problems.append(f"{undo!r}: {exc}")
         for func, copy in reversed(list(self._functions.values())):
             try:
                 native.patch_function(func, copy)

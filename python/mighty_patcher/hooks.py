@@ -1,0 +1,190 @@
+"""The hook interface between the reload engine and framework adapters.
+
+The engine knows no framework. A framework whose objects need more than in-place patching
+(a route table to update, a schema to rebuild, a change to refuse) gets an :class:`Adapter`:
+a small class that hears about a few events of each reload and may act on them. An adapter
+is active only once its framework is imported by the program (its :attr:`Adapter.module` is
+in ``sys.modules``): an adapter for a framework the program does not use costs nothing, and
+its own module is not even imported.
+
+Events, in the order a reload makes them:
+
+- :meth:`Adapter.before_reload` / :meth:`Adapter.after_reload`: around each module's reload
+  (a changed file, or a module following a rebound import); ``after_reload`` only when it
+  applied.
+- :meth:`Adapter.before_definition`: a definition is about to be patched (its body changed),
+  rebuilt (its decorators, or its class machinery, run again), added or removed. Raising
+  :class:`~mighty_patcher.NeedsRestart` there refuses that change: the definition is left
+  exactly as it was and the reason goes into the report as needing a restart; the rest of
+  the reload still applies.
+- :meth:`Adapter.after_definition`: the change was made.
+- :meth:`Adapter.inner_function`: the function a framework object holds (a Click command's
+  callback), so that a body edit patches it in place without running the decorator again.
+- :meth:`Adapter.merge`: decorators ran again and made a new framework object of the same
+  kind as the one the program holds: make the old one behave as the new one (a command that
+  gained an option), keeping its identity.
+
+What an adapter changes outside the module (a route table) is not in the reload's
+transaction: give :meth:`DefinitionEvent.on_rollback` a function that undoes it, and it runs
+if the reload fails and is rolled back.
+
+Third parties register their own with :func:`register`; the built-in ones (Flask, FastAPI
+and Starlette, pydantic, Django, Click) are listed in :data:`BUILTIN`.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import logging
+import sys
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+__all__ = [
+    "BUILTIN",
+    "Adapter",
+    "DefinitionEvent",
+    "ReloadEvent",
+    "active",
+    "register",
+    "unregister",
+]
+
+logger = logging.getLogger("mighty_patcher.hooks")
+
+#: Built-in adapters, by the module that activates them: "package.module:Class", imported
+#: only once that module is in ``sys.modules``.
+BUILTIN: dict[str, str] = {
+    "click": "mighty_patcher.frameworks.click:ClickAdapter",
+}
+
+
+@dataclass
+class ReloadEvent:
+    """A module being reloaded: its file changed, or it follows a rebound import."""
+
+    module: types.ModuleType
+    path: str
+    #: The report so far (``after_reload``: complete); adapters may add notes to it.
+    report: Any
+
+
+@dataclass
+class DefinitionEvent:
+    """One definition of a module being changed."""
+
+    module: types.ModuleType
+    #: Its name in the module (``view``), or ``Class.member`` for a class member.
+    name: str
+    #: ``patched``: its body changed and it is patched in place (its decorators or class
+    #: machinery did not run). ``rebuilt``: its decorators, or its class's metaclass and
+    #: decorators, run again (``new`` is what they made; the engine then makes ``old``
+    #: behave as ``new`` and keeps ``old``). ``added``: new in the file. ``removed``: gone
+    #: from the file (``old`` leaves the module).
+    action: Literal["patched", "rebuilt", "added", "removed"]
+    #: What the module held before (None when added).
+    old: Any
+    #: What the new source made (``after_definition``; for ``patched``, the new undecorated
+    #: function or the members of the class body that changed; None when removed).
+    new: Any = None
+    #: The definition's statement in the new source (the old one when removed).
+    node: ast.stmt | None = None
+    #: For a class: the members taken from the new version (None: all of them).
+    members: frozenset[str] | None = None
+    _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def on_rollback(self, undo: Callable[[], None]) -> None:
+        """``undo()`` runs if the reload fails and is rolled back."""
+        self._undo.append(undo)
+
+
+class Adapter:
+    """Override what the framework needs; every method does nothing by default."""
+
+    #: The module whose import activates the adapter (``"flask"``).
+    module: ClassVar[str] = ""
+
+    def before_reload(self, event: ReloadEvent) -> None:
+        pass
+
+    def after_reload(self, event: ReloadEvent) -> None:
+        pass
+
+    def before_definition(self, event: DefinitionEvent) -> None:
+        pass
+
+    def after_definition(self, event: DefinitionEvent) -> None:
+        pass
+
+    def inner_function(self, obj: Any) -> Any:
+        """What ``obj`` wraps, if it is an object of this framework that holds a function
+        (returned as is, or another wrapper to look into); None otherwise."""
+        return None
+
+    def merge(self, old: Any, new: Any) -> bool:
+        """Makes ``old`` behave as ``new`` (same type, made by decorators that changed), in
+        place; True if done. The functions inside were patched already."""
+        return False
+
+
+_registered: list[type[Adapter]] = []
+_instances: dict[type[Adapter], Adapter] = {}
+
+
+def register(adapter: type[Adapter]) -> type[Adapter]:
+    """Registers an adapter class (usable as a class decorator); it becomes active once its
+    :attr:`~Adapter.module` is imported."""
+    if not adapter.module:
+        raise ValueError(f"{adapter.__qualname__}.module must name the framework's module")
+    if adapter not in _registered:
+        _registered.append(adapter)
+    return adapter
+
+
+def unregister(adapter: type[Adapter]) -> None:
+    if adapter in _registered:
+        _registered.remove(adapter)
+    _instances.pop(adapter, None)
+
+
+def active() -> list[Adapter]:
+    """The adapters whose framework is imported now, built-in ones first (each made once)."""
+    for module, target in list(BUILTIN.items()):
+        if module not in sys.modules:
+            continue
+        del BUILTIN[module]
+        path, _, name = target.partition(":")
+        try:
+            register(getattr(importlib.import_module(path), name))
+        except Exception:
+            logger.exception("the %s adapter could not be loaded; reloads go on without it", module)
+    found = []
+    for cls in _registered:
+        if cls.module in sys.modules:
+            instance = _instances.get(cls)
+            if instance is None:
+                instance = _instances[cls] = cls()
+            found.append(instance)
+    return found
+
+
+def call(method: str, event: ReloadEvent | DefinitionEvent) -> None:
+    """``adapter.<method>(event)`` for every active adapter; an exception (``NeedsRestart``
+    refusing a change, or a failure) goes to the caller."""
+    for adapter in active():
+        getattr(adapter, method)(event)
+
+
+def inner_functions(obj: Any) -> Iterator[Any]:
+    """What the active adapters say ``obj`` wraps."""
+    for adapter in active():
+        try:
+            inner = adapter.inner_function(obj)
+        except Exception:
+            logger.exception("%s.inner_function failed", type(adapter).__qualname__)
+            continue
+        if inner is not None:
+            yield inner

@@ -1,0 +1,135 @@
+"""The framework hook interface (mighty_patcher.hooks), as a third party uses it: an adapter
+registered for its framework hears each reload's events, can refuse a change (needs a
+restart, nothing of that definition changed), and undoes what it did when a reload fails."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from mighty_patcher import NeedsRestart, hooks
+
+
+@pytest.fixture
+def adapter():
+    events: list[tuple[str, str, str]] = []
+
+    class Recording(hooks.Adapter):
+        module = "some_framework_for_tests"
+        refuse: set[str] = set()  # noqa: RUF012
+
+        def before_reload(self, event):
+            events.append(("before_reload", event.module.__name__.rsplit(".", 1)[1], ""))
+
+        def after_reload(self, event):
+            events.append(("after_reload", event.module.__name__.rsplit(".", 1)[1], ""))
+
+        def before_definition(self, event):
+            events.append(("before", event.action, event.name))
+            if event.name in self.refuse:
+                raise NeedsRestart(f"{event.name} is held by the framework")
+            event.on_rollback(lambda: events.append(("undo", event.action, event.name)))
+
+        def after_definition(self, event):
+            events.append(("after", event.action, event.name))
+
+    hooks.register(Recording)
+    sys.modules[Recording.module] = types.ModuleType(Recording.module)
+    yield Recording, events
+    hooks.unregister(Recording)
+    del sys.modules[Recording.module]
+
+
+def test_an_adapter_is_active_only_once_its_framework_is_imported(adapter):
+    cls, _ = adapter
+    assert any(isinstance(a, cls) for a in hooks.active())
+    del sys.modules[cls.module]
+    try:
+        assert not any(isinstance(a, cls) for a in hooks.active())
+    finally:
+        sys.modules[cls.module] = types.ModuleType(cls.module)
+    with pytest.raises(ValueError, match="must name the framework"):
+        hooks.register(type("Nameless", (hooks.Adapter,), {}))
+
+
+def test_the_events_of_a_reload_in_order(project, adapter):
+    _, events = adapter
+    project.write("app", "def view():\n    return 1\ndef gone():\n    pass\n")
+    project.module("app")
+    project.start()
+    project.save("app", "@staticmethod\ndef view():\n    return 2\ndef added():\n    pass\n")
+    assert events == [
+        ("before_reload", "app", ""),
+        ("before", "rebuilt", "view"),
+        ("after", "rebuilt", "view"),
+        ("before", "added", "added"),
+        ("after", "added", "added"),
+        ("before", "removed", "gone"),
+        ("after", "removed", "gone"),
+        ("after_reload", "app", ""),
+    ]
+
+
+def test_a_refused_change_leaves_that_definition_and_applies_the_rest(project, adapter):
+    cls, _ = adapter
+    cls.refuse = {"Model"}
+    project.write(
+        "models",
+        "class Model:\n    x = 1\n    def m(self):\n        return 1\ndef f():\n    return 1\n",
+    )
+    models = project.module("models")
+    project.start()
+    (report,) = project.save(
+        "models",
+        "class Model:\n    x = 2\n    def m(self):\n        return 2\ndef f():\n    return 2\n",
+    )
+    assert report.ok and report.needs_restart == ["Model is held by the framework"]
+    assert (models.Model.x, models.Model().m(), models.f()) == (1, 1, 2)
+
+
+def test_what_an_adapter_did_is_undone_when_the_reload_fails(project, adapter):
+    _, events = adapter
+    project.write("broken", "def f():\n    return 1\nX = 1\n")
+    project.module("broken")
+    project.start()
+    (report,) = project.save("broken", "def f():\n    return 2\nX = 1 / 0\n")
+    assert not report.ok
+    assert ("undo", "patched", "f") in events
+    assert events.index(("undo", "patched", "f")) > events.index(("after", "patched", "f"))
+
+
+def test_a_refused_rebuild_of_a_model_still_patches_its_methods_in_place(project, adapter):
+    # As the Django adapter does: a model's fields cannot change without a migration; its
+    # methods can, in place, without the metaclass running again.
+    cls, events = adapter
+    original = cls.before_definition
+
+    def refuse_rebuilds(self, event):
+        if event.action == "rebuilt":
+            raise NeedsRestart(f"the fields of {event.name} changed")
+        original(self, event)
+
+    cls.before_definition = refuse_rebuilds
+    source = """
+    class Meta(type):
+        made = 0
+        def __new__(mcs, name, bases, ns):
+            Meta.made += 1
+            return super().__new__(mcs, name, bases, ns)
+    class Model(metaclass=Meta):
+        title = "a"
+        def describe(self):
+            return "old"
+    """
+    project.write("orm", source)
+    orm = project.module("orm")
+    obj = orm.Model()
+    project.start()
+    (report,) = project.save(
+        "orm", source.replace('title = "a"', 'title = "b"').replace('"old"', '"new"')
+    )
+    assert report.needs_restart == ["the fields of Model changed"]
+    assert (orm.Model.title, obj.describe(), orm.Meta.made) == ("a", "new", 1)
+    assert ("before", "patched", "Model") in events
