@@ -208,7 +208,7 @@ def test_a_slots_change_needs_a_restart_and_the_rest_still_applies(project):
     assert slotted.P().f() == 1
 
 
-def test_a_new_enum_member_needs_a_restart_and_methods_still_change(project):
+def test_a_new_enum_member_joins_the_live_enum_and_methods_change(project):
     project.write(
         "colors",
         """
@@ -220,7 +220,7 @@ def test_a_new_enum_member_needs_a_restart_and_methods_still_change(project):
         """,
     )
     colors = project.module("colors")
-    red = colors.Color.RED
+    red, cls = colors.Color.RED, colors.Color
     project.start()
     (report,) = project.save(
         "colors",
@@ -233,9 +233,10 @@ def test_a_new_enum_member_needs_a_restart_and_methods_still_change(project):
                 return self.name + "!"
         """,
     )
-    assert report.needs_restart and "added BLUE" in report.needs_restart[0]
-    assert red.shout() == "RED!"
-    assert colors.Color.RED is red
+    assert report.ok and not report.needs_restart
+    assert report.patched == ["Color.shout", "Color members (added BLUE)"]
+    assert colors.Color is cls and colors.Color.RED is red and red.shout() == "RED!"
+    assert (list(cls), cls(2), cls["BLUE"].shout()) == ([red, cls.BLUE], cls.BLUE, "BLUE!")
 
 
 def test_closures_made_before_the_edit_move_to_the_new_code(project):

@@ -102,14 +102,17 @@ def test_a_class_restored_after_a_constant_it_reads_changed_takes_the_new_value(
     assert late.K is held and held().m() == 2
 
 
-def test_reordered_enum_members_need_a_restart(project):
+def test_reordered_enum_members_take_the_new_order_and_keep_their_identity(project):
     project.write("colors", "import enum\nclass C(enum.Enum):\n    RED = 1\n    BLUE = 2\n")
-    project.module("colors")
+    colors = project.module("colors")
+    red, blue = colors.C.RED, colors.C.BLUE
     project.start()
     (report,) = project.save(
         "colors", "import enum\nclass C(enum.Enum):\n    BLUE = 2\n    RED = 1\n"
     )
-    assert report.needs_restart and "member order changed" in report.needs_restart[0]
+    assert report.ok and not report.needs_restart
+    assert report.patched == ["C members (reordered)"]
+    assert list(colors.C) == [blue, red] and colors.C(1) is red
 
 
 def test_a_moved_property_keeps_its_getter_and_its_setter_apart(project):

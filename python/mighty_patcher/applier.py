@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import hooks
+from . import enums, hooks, instances
 from . import mighty_patcher as native
 from .codes import find_inner, member_functions, nested_codes, nested_pairs, wrapper_chain
 from .planner import (
@@ -47,24 +47,6 @@ __all__ = ["Applier", "Transform"]
 Transform = Callable[[ast.Module, str, str], ast.Module]
 
 _MISSING: Any = object()
-_ENUM_INTERNALS = frozenset(
-    {
-        "_member_map_",
-        "_member_names_",
-        "_value2member_map_",
-        "_unhashable_values_",
-        "_member_type_",
-        "_value_repr_",
-        "_new_member_",
-        "_use_args_",
-        "_hashable_values_",
-        "_singles_mask_",
-        "_all_bits_",
-        "_flag_mask_",
-        "_inverted_",
-        "_boundary_",
-    }
-)
 
 
 @dataclass
@@ -353,7 +335,7 @@ class Applier:
             plan = class_plan(old_node, new_node, self.old_lines, self.new_lines, seeds=seeds)
         in_place = plan is not None and not header and not plan.header
         if plan is not None and in_place and not (plan.fields and _has_machinery(old, new_node)):
-            if self._patch_class_body(name, old, new_node, plan):
+            if self._patch_class_body(name, old, new_node, plan, old_node):
                 return True
         update: set[str] | None = None
         remove: set[str] | None = None
@@ -366,14 +348,18 @@ class Applier:
             # Refused (a model's fields, say): what is not a field still applies in place.
             self.report.needs_restart.append(str(exc))
             if plan is not None and in_place:
-                self._patch_class_body(name, old, new_node, plan.methods_only())
+                self._patch_class_body(name, old, new_node, plan.methods_only(), old_node)
             return True
         event.new = new = self.build(stmt, name)
-        kept = self._merge_class(name, old, new, dict(new.__dict__), update, remove, plan, new_node)
+        kept = self._merge_class(
+            name, old, new, dict(new.__dict__), update, remove, plan, new_node, old_node
+        )
         hooks.call("after_definition", event)
         return kept
 
-    def _patch_class_body(self, name: str, old: type, node: ast.ClassDef, plan: ClassPlan) -> bool:
+    def _patch_class_body(
+        self, name: str, old: type, node: ast.ClassDef, plan: ClassPlan, old_node: ast.stmt | None
+    ) -> bool:
         """The changed statements of the class body, run on their own and patched into
         ``old`` (no metaclass, decorator or hook runs); False if that cannot be done."""
         if not plan.update and not plan.remove and not plan.relocated:
@@ -386,7 +372,7 @@ class Applier:
             return False
         event.new = members
         self._merge_class(
-            name, old, members, members, set(plan.update), set(plan.remove), plan, node
+            name, old, members, members, set(plan.update), set(plan.remove), plan, node, old_node
         )
         hooks.call("after_definition", event)
         return True
@@ -437,11 +423,20 @@ class Applier:
         remove: set[str] | None,
         plan: ClassPlan | None,
         new_node: ast.ClassDef,
+        old_node: ast.stmt | None,
     ) -> bool:
         """Patches ``new`` (a rebuilt class, or a dict of members) into ``old``; ``update``
-        and ``remove`` None: every member."""
-        if isinstance(old, enum.EnumMeta) and isinstance(new, type):
-            update, remove = self._enum_filter(name, old, new, update, remove)
+        and ``remove`` None: every member. Then the live instances follow what the class
+        gives them (:mod:`mighty_patcher.instances`)."""
+        follows = update is None or "__init__" in update or getattr(old, instances.HOOK, None)
+        before = instances.state_of(old, instances.init_of(old_node), self.module, self.path)
+        members = None
+        if isinstance(old, enum.EnumMeta) and isinstance(new, enum.EnumMeta):
+            # the members go their own way (mighty_patcher.enums), after the rest
+            members = enums.plan(old, new, self.report.needs_restart)
+            skip = enums.internals(old, new)
+            update = {n for n in (set(new.__dict__) if update is None else update) if n not in skip}
+            remove = {n for n in (remove or set()) if n not in skip}
         names = set(new_members) if update is None else update
         self.txn.keep_class(old)
         revived = self._revive_members(old, new_members, names)
@@ -465,6 +460,8 @@ class Applier:
                 type.__delattr__(old, member)
             self.report.needs_restart.append(str(exc))
             return True
+        if members is not None and members.changed:
+            enums.apply(old, new, members, self.txn.undo)
         for member in revived:
             del self.graveyard[f"{old.__qualname__}.{member}"]
         for member, value in gone.items():
@@ -475,7 +472,13 @@ class Applier:
                 self._relocate_member(old, name, member, old_member_node, new_member_node)
         if "__firstlineno__" in old.__dict__:
             type.__setattr__(old, "__firstlineno__", first_line(new_node))
-        self.report.patched.append(", ".join(f"{name}.{m}" for m in changed) if changed else name)
+        if changed:
+            self.report.patched.append(", ".join(f"{name}.{m}" for m in changed))
+        if members is not None and members.changed:
+            self.report.patched.append(f"{name} members ({members.describe()})")
+        if follows or before.fields:
+            after = instances.state_of(old, instances.init_of(new_node), self.module, self.path)
+            instances.fill(old, instances.diff_states(before, after), self.report)
         return True
 
     def _revive_members(self, old: type, new: dict[str, Any], names: set[str]) -> list[str]:
@@ -491,35 +494,6 @@ class Applier:
             type.__setattr__(old, member, buried)
             revived.append(member)
         return revived
-
-    def _enum_filter(
-        self, name: str, old: type, new: type, update: set[str] | None, remove: set[str] | None
-    ) -> tuple[set[str], set[str]]:
-        old_members = {k: v.value for k, v in old.__members__.items()}  # type: ignore[attr-defined]
-        new_members = {k: v.value for k, v in new.__members__.items()}  # type: ignore[attr-defined]
-        if list(old_members.items()) != list(new_members.items()):  # the order counts too
-            added = sorted(set(new_members) - set(old_members))
-            gone = sorted(set(old_members) - set(new_members))
-            what = []
-            if added:
-                what.append(f"added {', '.join(added)}")
-            if gone:
-                what.append(f"removed {', '.join(gone)}")
-            if not what:
-                what.append(
-                    "member order changed"
-                    if old_members == new_members
-                    else "member values changed"
-                )
-            self.report.needs_restart.append(
-                f"the members of enum {name} changed ({'; '.join(what)}): existing members "
-                f"cannot be re-created in place; restart to apply this part"
-            )
-        skip = set(old_members) | set(new_members) | _ENUM_INTERNALS
-        candidates = set(new.__dict__) if update is None else update
-        kept_update = {n for n in candidates if n not in skip}
-        kept_remove = {n for n in (remove or set()) if n not in skip}
-        return kept_update, kept_remove
 
     def _patch_wrapped_member(self, member: str, old: type, new: dict[str, Any]) -> bool:
         """A member that a decorator turned into an object other than a function (an

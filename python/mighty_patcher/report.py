@@ -33,6 +33,8 @@ class ReloadReport:
     rerun: list[str] = field(default_factory=list)
     rebound: list[str] = field(default_factory=list)
     moved: list[str] = field(default_factory=list)
+    #: Live instances brought to their class's new state: ``Cart.extra on 3 instances``.
+    migrated: list[str] = field(default_factory=list)
     needs_restart: list[str] = field(default_factory=list)
     #: Changed statements of a running module (the ``__main__`` script): not run, they take
     #: effect at the next start (``app.py:12 "cart = Cart(3)"``).
@@ -62,6 +64,7 @@ class ReloadReport:
             ("re-ran", self.rerun),
             ("rebound", self.rebound),
             ("moved", self.moved),
+            ("filled", self.migrated),
         ):
             if names:
                 parts.append(f"{label} {', '.join(names)}")
