@@ -70,7 +70,8 @@ def test_a_new_init_attribute_is_filled_and_one_from_a_parameter_is_reported(pro
         "        self.label = owner.upper()\n",
     ).replace(
         "    def add(self, item):",
-        "    def summary(self):\n        return (self.extra, self.count)\n\n    def add(self, item):",
+        "    def summary(self):\n        return (self.extra, self.count)\n\n"
+        "    def add(self, item):",
     )
     write(tmp_path / "carts.py", new.replace("return 1", "return 2"))
     (report,) = p.wait_reload()
