@@ -21,7 +21,7 @@ from live import write
 
 # `make matrix` leaves it out: it checks each version's own build; the wheel is checked here,
 # in the main suite.
-pytestmark = [pytest.mark.slow, pytest.mark.wheels]
+pytestmark = [pytest.mark.slow, pytest.mark.packaging]
 
 TOOLCHAIN = ("cargo", "rustc", "rustup", "clang", "gcc", "cc", "zig", "maturin")
 

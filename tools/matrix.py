@@ -150,8 +150,8 @@ def check(spec: str, fast: bool) -> Row:
         row.problems.append("selftest:\n" + selftest.stdout + selftest.stderr[-1500:])
     log(f"{spec}: running the test suite")
     tests = run(
-        # the release wheel is built and checked once, by the main suite (tests/test_wheel.py)
-        [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "-m", "not wheels"]
+        # the wheel and the source build are checked once, by the main suite (-m packaging)
+        [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "-m", "not packaging"]
         + (["-x"] if fast else []),
         cwd=ROOT,
         env=env,

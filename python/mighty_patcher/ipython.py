@@ -160,8 +160,7 @@ def _signature(path: str) -> tuple[int, int, int] | None:
 class _Lines(logging.Handler):
     """The records of the ``mighty_patcher`` loggers, from any thread, kept until the main
     thread shows them under a cell (printed from the watcher's thread, they would land under
-    whichever cell the kernel last ran, or the one that started the thread, or on a terminal
-    prompt)."""
+    whichever cell the kernel last ran, or over a terminal prompt)."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
