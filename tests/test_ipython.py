@@ -32,7 +32,8 @@ class Counter:
 
 # Each shell test is a script run in a fresh interpreter from its temporary directory, after
 # this prelude: `cell(code)` runs a cell as IPython does and returns what it printed (stdout,
-# stderr); `edit(old, new)` saves mod.py with a replacement.
+# stderr); `edit(old, new)` saves mod.py with a replacement. Then, unless the test says
+# otherwise, the extension is loaded and mod.py imported.
 PRELUDE = """
 import os, sys, time
 sys.path.insert(0, os.getcwd())
@@ -63,6 +64,8 @@ def wait_for(condition, what, timeout=10):
         assert time.monotonic() < deadline, "timed out waiting for " + what
         time.sleep(0.01)
 
+"""
+LOAD_THEN_IMPORT = """
 out, _ = cell("%load_ext mighty_patcher")
 assert "[mighty_patcher] on:" in out, out
 out, _ = cell("import mod\\nc = mod.Counter()\\nprint(c.step())")
@@ -70,11 +73,27 @@ assert "old 1" in out, out
 """
 
 
-def shell_script(isolated: Any, tmp_path: Path, body: str) -> str:
+def shell_script(isolated: Any, tmp_path: Path, body: str, start: str = LOAD_THEN_IMPORT) -> str:
     require(importlib.util.find_spec("IPython") is not None, "needs IPython (requirements-dev)")
     write(tmp_path / "mod.py", COUNTER)
-    proc = isolated(PRELUDE + textwrap.dedent(body), timeout=120)
+    proc = isolated(PRELUDE + start + textwrap.dedent(body), timeout=120)
     return proc.stdout
+
+
+def test_ipython_modules_imported_before_the_extension_are_watched(isolated, tmp_path):
+    shell_script(
+        isolated,
+        tmp_path,
+        """
+        cell("import mod\\nc = mod.Counter()")
+        out, _ = cell("%load_ext mighty_patcher")
+        assert "watching " + os.path.realpath(os.getcwd()) in out, out
+        edit('f"old', 'f"new')
+        out, _ = cell("print(c.step())")
+        assert "reloaded mod: patched Counter.step" in out and "new 1" in out, out
+        """,
+        start="",
+    )
 
 
 def test_ipython_an_edit_runs_on_the_object_an_earlier_cell_made(isolated, tmp_path):
@@ -210,6 +229,20 @@ def test_ipython_watch_chooses_the_roots(isolated, tmp_path):
         assert "new 3" in out, out
         out, err = cell("%mighty_patcher watch nowhere")
         assert "not a directory: nowhere" in err, err
+        """,
+    )
+
+
+def test_ipython_says_when_autoreload_is_on_too(isolated, tmp_path):
+    shell_script(
+        isolated,
+        tmp_path,
+        """
+        cell("%load_ext autoreload\\n%autoreload 2")
+        _, err = cell("print(c.step())")
+        assert "[mighty_patcher] IPython's autoreload is on too" in err, err
+        _, err = cell("print(c.step())")
+        assert "autoreload" not in err, err  # once
         """,
     )
 

@@ -37,9 +37,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from . import mighty_patcher as native
 from .report import ReloadReport
 from .sources import read_source, resolve
-from .watch import AutoReloader
+from .watch import AutoReloader, Watcher
 
 __all__ = [
     "IPythonReloader",
@@ -184,6 +185,28 @@ class _Lines(logging.Handler):
         return kept
 
 
+class _SkipFailed:
+    """The native watcher, less the files unchanged since their last reload failed: the
+    watcher's thread does not try again a save that a cell's catch-up already tried (and
+    reported), when the watcher reports it after."""
+
+    def __init__(self, inner: Watcher, failed: Any) -> None:
+        self._inner = inner
+        self._failed = failed
+
+    def wait(self, timeout: float | None = None) -> set[str] | str:
+        result = self._inner.wait(timeout)
+        if isinstance(result, str):
+            return result
+        return {p for p in result if not self._failed(resolve(p))}
+
+    def stop(self) -> None:
+        self._inner.stop()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 # --- the extension -------------------------------------------------------------------------
 
 
@@ -207,6 +230,9 @@ class IPythonReloader:
         self._failed: dict[str, tuple[int, int, int] | None] = {}
         #: By file: the source its modules run, as the reloaders so far last applied it.
         self._baselines: dict[str, str] = {}
+        #: By file: its signature when it last read as the source its modules run (that
+        #: source): not read again before each cell until one of them changes.
+        self._unchanged: dict[str, tuple[tuple[int, int, int], str]] = {}
         #: Files an earlier reloader was told about and did not apply.
         self._carried: set[str] = set()
         self._library = _library_dirs()
@@ -318,8 +344,12 @@ class IPythonReloader:
                 if path in told:
                     wanted.append(path)  # deleted: the engine says what keeps running
                 continue
-            if path in self._failed and self._failed[path] == signature:
+            if self._failed_unchanged(path, signature):
                 continue
+            baseline = sources.baseline(path)
+            seen = self._unchanged.get(path)
+            if seen is not None and seen[0] == signature and seen[1] is baseline:
+                continue  # not touched since it read as what runs: not read again
             if signature[1] > engine.max_size:
                 wanted.append(path)  # the engine says it is too large
                 continue
@@ -328,12 +358,24 @@ class IPythonReloader:
             except (OSError, UnicodeDecodeError, SyntaxError):
                 wanted.append(path)  # the engine says why it cannot be read
                 continue
-            if text != sources.baseline(path):
+            if text != baseline:
                 wanted.append(path)
                 texts[path] = text
+            elif baseline is not None:
+                self._unchanged[path] = (signature, baseline)
         if not wanted:
             return []
         return engine.reload_paths(wanted, texts=texts)
+
+    def _failed_unchanged(self, path: str, signature: tuple[int, int, int] | None = None) -> bool:
+        """Whether ``path`` is as it was when its last reload failed (``signature``: its
+        signature, if known)."""
+        if path not in self._failed:
+            return False
+        return self._failed.get(path) == (signature or _signature(path))
+
+    def _watcher(self, *args: Any, **kwargs: Any) -> Watcher:
+        return _SkipFailed(native.Watcher(*args, **kwargs), self._failed_unchanged)
 
     def _after(self, report: ReloadReport) -> None:
         """After each reload, in the thread that made it."""
@@ -400,7 +442,12 @@ class IPythonReloader:
             self._keep_baselines(old)
         if roots:
             try:
-                new = AutoReloader(list(roots), start=False, after_reload=self._after)
+                new = AutoReloader(
+                    list(roots),
+                    start=False,
+                    after_reload=self._after,
+                    watcher_factory=self._watcher,
+                )
             except Exception as exc:  # the inotify watch limit, a root gone
                 log.error("cannot watch %s: %s", ", ".join(roots), exc)
                 return
@@ -462,7 +509,7 @@ class IPythonReloader:
             self._warned_autoreload = True
             log.warning(
                 "IPython's autoreload is on too: both would reload the same modules, "
-                "autoreload by running them again; turn it off with %%autoreload off"
+                "autoreload by running them again; turn it off with %%autoreload 0"
             )
 
     # --- the magic -------------------------------------------------------------------------
