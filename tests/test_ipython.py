@@ -67,7 +67,7 @@ def wait_for(condition, what, timeout=10):
 """
 LOAD_THEN_IMPORT = """
 out, _ = cell("%load_ext mighty_patcher")
-assert "[mighty_patcher] on:" in out, out
+assert "[mighty_patcher] on (" in out, out
 out, _ = cell("import mod\\nc = mod.Counter()\\nprint(c.step())")
 assert "old 1" in out, out
 """
@@ -329,7 +329,7 @@ def test_jupyter_saves_are_patched_in_and_reported_under_the_cells(kernel, tmp_p
     mod = tmp_path / "mod.py"
     write(mod, COUNTER)
     out = kernel.run("%load_ext mighty_patcher")
-    assert "[mighty_patcher] on:" in out["stdout"], out
+    assert "[mighty_patcher] on (" in out["stdout"], out
     out = kernel.run("import mod\nc = mod.Counter()\nprint(c.step())")
     assert "old 1" in out["stdout"], out
 

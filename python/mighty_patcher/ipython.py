@@ -493,8 +493,8 @@ class IPythonReloader:
         if not self.enabled:
             return "off: saves are kept, not applied, until %mighty_patcher on"
         return (
-            "on: saves apply between cells (at once while no cell runs, when it ends while "
-            f"one runs); {self._watching_line()}"
+            "on (a save applies at once when no cell runs, at the end of the cell when one "
+            f"does); {self._watching_line()}"
         )
 
     def _check_autoreload(self) -> None:
@@ -571,7 +571,7 @@ class IPythonReloader:
             for when, report in self.history:
                 text = report.summary().splitlines()[0]
                 if not report.ok and report.error:
-                    text += ": " + " ".join(report.error.splitlines()[:2])
+                    text += ": " + " ".join(line.strip() for line in report.error.splitlines()[:2])
                 lines.append(f"  {time.strftime('%H:%M:%S', time.localtime(when))}  {text}")
         else:
             lines.append("no reload yet")
