@@ -224,6 +224,7 @@ class IPythonReloader:
         #: (time, report) of the last reloads, for ``%mighty_patcher``.
         self.history: deque[tuple[float, ReloadReport]] = deque(maxlen=10)
         self._auto: set[str] = set()
+        self._refused: set[str] | None = None  # roots the last attempt could not watch
         self._cells: list[object] = []  # the ExecutionInfo of each cell running (nested runs)
         #: Files whose last reload failed, with their signature then: not tried again
         #: before each cell until saved again (it would run their statements every time).
@@ -413,7 +414,7 @@ class IPythonReloader:
         if not path.endswith(".py") or _in_library(path, self._library):
             return None
         root = _root_of(name, path)
-        if root is None:
+        if root is None or not os.path.isdir(root):  # or in a zip file
             log.debug("%s (%s) is not where its name says: not watched", name, path)
             return None
         if Path(root).parent == Path(root):
@@ -431,7 +432,7 @@ class IPythonReloader:
         else:
             self._auto |= self._imported_roots()
             roots = _outermost(self._auto)
-        if roots == set(self.roots):
+        if roots == set(self.roots) or roots == self._refused:
             return
         self._restart(tuple(sorted(roots)), announce=announce)
 
@@ -450,6 +451,7 @@ class IPythonReloader:
                 )
             except Exception as exc:  # the inotify watch limit, a root gone
                 log.error("cannot watch %s: %s", ", ".join(roots), exc)
+                self._refused = set(roots)  # said once, not before every cell
                 return
             for path, text in self._baselines.items():
                 new.sources.remember(path, text)
