@@ -332,6 +332,13 @@ class IPythonReloader:
         """Applies, in this thread, the files the watcher's thread was told about and kept
         (``told``), and every watched file whose text differs from what runs, except a file
         unchanged since its last reload failed."""
+        try:
+            return self._apply(reloader, told)
+        except Exception:  # never let a bad reload break the shell's cell loop
+            log.exception("applying the saves failed unexpectedly")
+            return []
+
+    def _apply(self, reloader: AutoReloader, told: Iterable[str]) -> list[ReloadReport]:
         sources, engine = reloader.sources, reloader.engine
         told = {resolve(p) for p in told} | self._carried
         self._carried = set()
