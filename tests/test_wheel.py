@@ -52,9 +52,7 @@ def read_until(proc: subprocess.Popen[str], wanted: str, timeout: float = 30) ->
     raise AssertionError(f"never printed {wanted!r}; printed {seen[-10:]}")
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
+def build_wheel(out: Path) -> Path:
     proc = subprocess.run(
         [
             sys.executable,
@@ -75,7 +73,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheels[0]
 
 
-def test_the_wheel_is_tagged_manylinux_and_auditwheel_agrees(wheel: Path) -> None:
+def check_tag(wheel: Path) -> None:
     tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
     assert re.fullmatch(
         rf"mighty_patcher-[^-]+-{tag}-{tag}-manylinux2014_x86_64\.manylinux_2_17_x86_64\.whl",
@@ -89,9 +87,13 @@ def test_the_wheel_is_tagged_manylinux_and_auditwheel_agrees(wheel: Path) -> Non
     assert said.group(1) == "manylinux_2_17_x86_64", proc.stdout
 
 
-def test_the_wheel_works_from_a_fresh_virtualenv_without_a_toolchain(
-    wheel: Path, tmp_path: Path
+# One test, not two sharing a fixture: under pytest-xdist each worker would build the wheel.
+def test_the_wheel_is_manylinux_and_works_from_a_fresh_virtualenv_without_a_toolchain(
+    tmp_path: Path,
 ) -> None:
+    wheel = build_wheel(tmp_path / "dist")
+    check_tag(wheel)
+
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True, symlinks=True)
     python = env_dir / "bin" / "python"
