@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export PYO3_PYTHON := $(abspath $(BIN)/python)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: setup build demo test test-rust test-python matrix bench bench-smoke fuzz stress leaks lint clean
+.PHONY: setup build demo test test-rust test-python matrix wheels bench bench-smoke fuzz stress leaks lint clean
 
 $(BIN)/python:
 	tools/bootstrap.sh
@@ -39,6 +39,14 @@ test-python: build
 ## FREE_THREADED=1 adds the free-threaded 3.14t build.
 matrix: $(BIN)/python
 	$(BIN)/python tools/matrix.py $(if $(FREE_THREADED),--free-threaded)
+
+## Release artefacts in dist/: one binary wheel per supported CPython (3.10-3.15; VERSIONS=3.11
+## for one), linked with zig for glibc 2.17 so that the manylinux2014 tag auditwheel checks
+## holds, and the sdist. Installs what it needs (libclang, ziglang and auditwheel into .venv).
+VERSIONS ?=
+wheels: $(BIN)/python
+	tools/bootstrap.sh
+	$(BIN)/python tools/wheels.py $(VERSIONS)
 
 ## Benchmarks against the peers (jurigged, IPython autoreload), all in one run: prints one table
 ## and writes it, the raw figures and a chart to bench/out/. Makes and updates its own

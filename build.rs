@@ -249,7 +249,9 @@ fn generate_bindings(include: &Path, out: &Path) -> String {
     let header = include.join("Python.h");
     if !header.exists() {
         fail(&format!(
-            "{} does not exist: the interpreter's C headers are needed to check struct layouts",
+            "{} does not exist: the interpreter's C headers are needed to check struct layouts \
+             (Debian/Ubuntu: apt-get install python3-dev; Fedora: dnf install python3-devel; \
+             or install a binary wheel)",
             header.display()
         ));
     }
@@ -257,6 +259,11 @@ fn generate_bindings(include: &Path, out: &Path) -> String {
         "cargo::rerun-if-changed={}",
         include.join("cpython").display()
     );
+    // bindgen loads libclang at run time and panics, with a backtrace, when it is missing:
+    // load it first, so that a build from the sdist says what to install instead.
+    if let Err(why) = clang_sys::load() {
+        fail(&libclang_missing(&why));
+    }
     let bindings = bindgen::Builder::default()
         .header(header.to_string_lossy())
         .clang_arg(format!("-I{}", include.display()))
@@ -268,13 +275,30 @@ fn generate_bindings(include: &Path, out: &Path) -> String {
         .generate()
         .unwrap_or_else(|e| {
             fail(&format!(
-                "bindgen could not parse {} (is libclang installed? apt install libclang-dev): {e}",
+                "bindgen could not parse {}: {e}",
                 header.display()
             ))
         });
     let text = bindings.to_string();
     fs::write(out.join("cpython_headers.rs"), &text).expect("write bindings");
     text
+}
+
+/// What to do when libclang cannot be found (`why`: where clang-sys looked).
+fn libclang_missing(why: &str) -> String {
+    format!(
+        "libclang not found. Building mighty_patcher from source reads the interpreter's C \
+         headers with libclang (through bindgen) to check the struct layouts it relies on.\n\
+         Install it, then build again:\n\
+         \x20   Debian/Ubuntu:  apt-get install libclang-dev\n\
+         \x20   Fedora/RHEL:    dnf install clang\n\
+         \x20   Arch:           pacman -S clang\n\
+         \x20   Alpine:         apk add clang-dev\n\
+         or set LIBCLANG_PATH to the directory that holds libclang.so.\n\
+         Or install a binary wheel, which needs neither libclang nor Rust: \
+         pip install --only-binary mighty-patcher mighty-patcher\n\
+         (clang-sys: {why})"
+    )
 }
 
 /// Offsets and sizes from bindgen's layout tests, keyed by "Struct::field" and "Struct".
@@ -424,5 +448,10 @@ fn compile_c_checks(
         .warnings(false)
         .cargo_metadata(false)
         .try_compile_intermediates()
-        .unwrap_or_else(|e| fail(&format!("C layout check failed: {e}")));
+        .unwrap_or_else(|e| {
+            fail(&format!(
+                "C layout check failed (a C compiler is needed: apt-get install gcc, or dnf \
+                 install gcc): {e}"
+            ))
+        });
 }

@@ -110,3 +110,34 @@ def test_several_roots_and_a_context_manager(tmp_path):
 def test_no_path_at_all_is_refused():
     with pytest.raises(ValueError, match="at least one path"):
         mighty_patcher.watch.AutoReloader([], watcher_factory=CannedWatcher)
+
+
+def drained(watcher: CannedWatcher) -> None:
+    """Returns once the thread has finished with everything queued so far (it took a
+    "timeout" queued after it, so it is waiting again)."""
+    watcher.queue.put("timeout")
+    for _ in range(500):
+        if watcher.queue.empty():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("the thread did not take its change sets")
+
+
+def test_while_paused_the_thread_keeps_the_change_sets_for_resume(project):
+    project.write("mod", "def f():\n    return 1\n")
+    mod = project.module("mod")
+    reloader, watcher, reports, _ = started(project)
+    reloader.pause()
+    assert reloader.paused
+    path = str(project.write("mod", "def f():\n    return 2\n"))
+    watcher.queue.put({path})
+    drained(watcher)
+    assert mod.f() == 1 and reports == []
+    assert reloader.resume() == {path} and not reloader.paused
+    assert reloader.resume() == set()
+    reloader.reload([path])
+    assert mod.f() == 2
+    path = str(project.write("mod", "def f():\n    return 3\n"))
+    watcher.queue.put({path})  # resumed: the thread applies it again
+    drained(watcher)
+    assert mod.f() == 3

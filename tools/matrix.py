@@ -150,7 +150,9 @@ def check(spec: str, fast: bool) -> Row:
         row.problems.append("selftest:\n" + selftest.stdout + selftest.stderr[-1500:])
     log(f"{spec}: running the test suite")
     tests = run(
-        [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2"] + (["-x"] if fast else []),
+        # the wheel and the source build are checked once, by the main suite (-m packaging)
+        [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "-m", "not packaging"]
+        + (["-x"] if fast else []),
         cwd=ROOT,
         env=env,
     )

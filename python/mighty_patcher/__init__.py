@@ -18,6 +18,7 @@ if _sys.implementation.name != "cpython" or not (3, 10) <= _sys.version_info[:2]
     )
 
 from pathlib import Path
+from typing import Any
 
 # The C API capsule, re-exported so that `PyCapsule_Import("mighty_patcher._C_API", 0)` finds
 # it on the package as it does on the bare extension module.
@@ -56,6 +57,7 @@ __all__ = [
     "currently_reloading",
     "functions_using",
     "get_include",
+    "load_ipython_extension",
     "patch_class",
     "patch_function",
     "reloading",
@@ -63,6 +65,7 @@ __all__ = [
     "selftest",
     "specialization_version",
     "swap_code",
+    "unload_ipython_extension",
 ]
 
 
@@ -70,3 +73,19 @@ def get_include() -> str:
     """The directory holding ``mighty_patcher.h``, the C API header for other C extensions
     (add it to their include path, as with ``numpy.get_include()``)."""
     return str(Path(__file__).resolve().parent / "include")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext mighty_patcher`` in IPython or Jupyter: every save of the modules imported
+    from outside the standard library and site-packages is patched in place, between cells
+    (``mighty_patcher.ipython``; IPython is not imported until then)."""
+    from .ipython import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext mighty_patcher``: stops watching."""
+    from .ipython import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -87,6 +87,8 @@ class AutoReloader:
         self.sources.install_import_hook()
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        self._paused = False
+        self._deferred: set[str] = set()
         if start:
             self.start()
 
@@ -114,6 +116,26 @@ class AutoReloader:
             self._thread.join(timeout)
         self._watcher.close()
         self.sources.remove_import_hook()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """From now until :meth:`resume`, the watcher's thread applies no save: it keeps the
+        files it is told about for :meth:`resume`. A reload it is applying finishes first.
+        :meth:`reload_now` and :meth:`reload` still apply, in the calling thread."""
+        with self.engine.lock:
+            self._paused = True
+
+    def resume(self) -> set[str]:
+        """Lets the watcher's thread apply saves again, and returns the files it was told
+        about while paused, not applied: ``reloader.reload(reloader.resume())`` applies them
+        in the calling thread."""
+        with self.engine.lock:
+            self._paused = False
+            deferred, self._deferred = self._deferred, set()
+        return deferred
 
     def __enter__(self) -> AutoReloader:
         return self
@@ -151,7 +173,11 @@ class AutoReloader:
                 return
             if isinstance(result, str):
                 continue
-            try:
-                self.engine.reload_paths(result)
-            except Exception:  # never let one bad reload end the reloader
-                logger.exception("reloading %s failed unexpectedly", ", ".join(sorted(result)))
+            with self.engine.lock:  # pause() waits for this reload, or this one sees it
+                if self._paused:
+                    self._deferred |= result
+                    continue
+                try:
+                    self.engine.reload_paths(result)
+                except Exception:  # never let one bad reload end the reloader
+                    logger.exception("reloading %s failed unexpectedly", ", ".join(sorted(result)))
