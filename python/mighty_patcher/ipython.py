@@ -39,7 +39,7 @@ from typing import Any
 
 from . import mighty_patcher as native
 from .report import ReloadReport
-from .sources import read_source, resolve
+from .sources import file_signature, resolve
 from .watch import AutoReloader, Watcher
 
 __all__ = [
@@ -150,14 +150,6 @@ def _outermost(roots: Iterable[str]) -> set[str]:
     return set(kept)
 
 
-def _signature(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
 class _Lines(logging.Handler):
     """The records of the ``mighty_patcher`` loggers, from any thread, kept until the main
     thread shows them under a cell (printed from the watcher's thread, they would land under
@@ -233,7 +225,6 @@ class IPythonReloader:
         self._baselines: dict[str, str] = {}
         #: By file: its signature when it last read as the source its modules run (that
         #: source): not read again before each cell until one of them changes.
-        self._unchanged: dict[str, tuple[tuple[int, int, int], str]] = {}
         #: Files an earlier reloader was told about and did not apply.
         self._carried: set[str] = set()
         self._library = _library_dirs()
@@ -342,35 +333,9 @@ class IPythonReloader:
         sources, engine = reloader.sources, reloader.engine
         told = {resolve(p) for p in told} | self._carried
         self._carried = set()
-        tracked = sources.tracked_files()
-        known = set(tracked)
-        wanted = [p for p in told if p not in known]  # new files, directories: the engine sees
-        texts: dict[str, str] = {}
-        for path in tracked:
-            signature = _signature(path)
-            if signature is None:
-                if path in told:
-                    wanted.append(path)  # deleted: the engine says what keeps running
-                continue
-            if self._failed_unchanged(path, signature):
-                continue
-            baseline = sources.baseline(path)
-            seen = self._unchanged.get(path)
-            if seen is not None and seen[0] == signature and seen[1] is baseline:
-                continue  # not touched since it read as what runs: not read again
-            if signature[1] > engine.max_size:
-                wanted.append(path)  # the engine says it is too large
-                continue
-            try:
-                text = read_source(path)
-            except (OSError, UnicodeDecodeError, SyntaxError):
-                wanted.append(path)  # the engine says why it cannot be read
-                continue
-            if text != baseline:
-                wanted.append(path)
-                texts[path] = text
-            elif baseline is not None:
-                self._unchanged[path] = (signature, baseline)
+        changed, texts = sources.changed_files(skip=self._failed_unchanged)
+        # new files and directories the watcher told of: the engine says what they are
+        wanted = set(changed) | (told - set(sources.tracked_files()))
         if not wanted:
             return []
         return engine.reload_paths(wanted, texts=texts)
@@ -380,7 +345,7 @@ class IPythonReloader:
         signature, if known)."""
         if path not in self._failed:
             return False
-        return self._failed.get(path) == (signature or _signature(path))
+        return self._failed.get(path) == (signature or file_signature(path))
 
     def _watcher(self, *args: Any, **kwargs: Any) -> Watcher:
         return _SkipFailed(native.Watcher(*args, **kwargs), self._failed_unchanged)
@@ -391,7 +356,7 @@ class IPythonReloader:
         if report.ok:
             self._failed.pop(report.file, None)
         else:
-            self._failed[report.file] = _signature(report.file)
+            self._failed[report.file] = file_signature(report.file)
 
     # --- roots -----------------------------------------------------------------------------
 

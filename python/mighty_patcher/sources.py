@@ -20,17 +20,37 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .report import relative
 
-__all__ = ["SourceError", "Sources", "read_source", "resolve", "running_namespaces"]
+__all__ = [
+    "SourceError",
+    "Sources",
+    "file_signature",
+    "read_source",
+    "resolve",
+    "running_namespaces",
+]
 
 
 def resolve(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.fspath(path))
+
+
+#: How old a file's modification time must be for its stat to stand for its text.
+_RACY_NS = 2_000_000_000
+
+
+def file_signature(path: str) -> tuple[int, int, int] | None:
+    """(mtime, size, inode) of a file, or None if it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class SourceError(Exception):
@@ -82,6 +102,8 @@ class Sources:
         self._module_names: dict[str, str | None] = {}
         self._adopted: dict[str, list[types.ModuleType]] = {}
         self._hook: Any = None
+        #: Files that last read as their baseline, with their stat then.
+        self._unchanged: dict[str, tuple[tuple[int, int, int], str]] = {}
 
     # --- roots and files -------------------------------------------------------------------
 
@@ -217,22 +239,41 @@ class Sources:
                 )
         return text
 
-    def changed_files(self) -> tuple[list[str], dict[str, str]]:
+    def changed_files(
+        self, skip: Callable[[str, tuple[int, int, int]], bool] | None = None
+    ) -> tuple[list[str], dict[str, str]]:
         """The tracked files whose text differs from their baseline, and the text of those
-        that could be read (one that cannot is listed without: applying it says why)."""
+        that could be read (one that cannot is listed without: applying it says why). A file
+        whose stat is what it was when it last read as its baseline is not read again.
+        ``skip(path, signature)``: the caller's own reason to leave a file out."""
         changed, texts = [], {}
         for path in self.tracked_files():
+            signature = file_signature(path)
+            if signature is None:
+                changed.append(path)  # gone: applying it says what keeps running
+                continue
+            if skip is not None and skip(path, signature):
+                continue
+            baseline = self.baseline(path)
+            seen = self._unchanged.get(path)
+            if seen is not None and seen[0] == signature and seen[1] is baseline:
+                continue
+            if signature[1] > self.max_size:
+                changed.append(path)
+                continue
             try:
-                if os.stat(path).st_size > self.max_size:
-                    changed.append(path)
-                    continue
                 text = read_source(path)
             except (OSError, UnicodeDecodeError, SyntaxError):
                 changed.append(path)
                 continue
-            if text != self.baseline(path):
+            if text != baseline:
                 changed.append(path)
                 texts[path] = text
+            elif baseline is not None and time.time_ns() - signature[0] > _RACY_NS:
+                # (a file modified in the last moments may be modified again within the same
+                # timestamp tick and size: its stat is not trusted until it is older, as git
+                # does with racily clean files)
+                self._unchanged[path] = (signature, baseline)
         return changed, texts
 
     def remember(self, path: str, source: str) -> None:
