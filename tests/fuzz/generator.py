@@ -11,7 +11,7 @@ across modules whose methods chain through ``super()``, ``from m import X`` copi
 drawn from :data:`OPERATIONS`: bodies, defaults, signatures, decorators, docstrings,
 constants, class attributes, bases, members added, deleted and moved, definitions added,
 deleted, brought back and moved, comments and blank lines inserted, imports added and
-removed, enum members and ``__slots__`` changed (which needs a restart).
+removed, enum members added and removed, and ``__slots__`` changed (which needs a restart).
 
 What the generated programs avoid, because the reloader documents a difference from a
 restart there (see ``fuzz/__init__.py``): state made by mutation, module-level calls whose
@@ -864,11 +864,11 @@ def op_enum_members(gen: Gen, rng: random.Random) -> str | None:
     if len(members) > 1 and rng.random() < 0.5:
         gone = rng.choice(members)
         klass.members.remove(gone)
-        return f"{module}.{klass.name} loses member {gone.name} (needs a restart)"
+        return f"{module}.{klass.name} loses member {gone.name}"
     name = next(n for n in ("GREEN", "PINK", "GREY", "TEAL", "CYAN", "NAVY") if n not in used)
     value = max(int(m.value.text) for m in members) + 1 if members else 1
     klass.members.insert(len(members), Attr(name, Load(str(value))))
-    return f"{module}.{klass.name} gains member {name} (needs a restart)"
+    return f"{module}.{klass.name} gains member {name}"
 
 
 def op_slots(gen: Gen, rng: random.Random) -> str | None:

@@ -359,6 +359,9 @@ def run(modules: dict[str, types.ModuleType], refs: dict[str, Any], root: str) -
         if kind == "H":
             out[key + " is current"] = show(ref is current)
         elif kind == "I":
+            if isinstance(ref, enum.Enum) and isinstance(current, enum.EnumMeta):
+                if current.__members__.get(ref.name) is not ref:
+                    continue  # a member removed since: references keep it (documented)
             out[key + " class is current"] = show(type(ref) is current)
             probe_instance(key, ref, out, root)
         elif kind == "B":
