@@ -26,6 +26,8 @@ from typing import Any
 import pydantic
 from pydantic._internal import _decorators
 
+from .. import mighty_patcher as native
+from ..codes import member_functions
 from ..hooks import Adapter, DefinitionEvent, ReloadEvent
 
 __all__ = ["PydanticAdapter", "rebuild_dependents", "take_state"]
@@ -199,11 +201,44 @@ class PydanticAdapter(Adapter):
 
     def __init__(self) -> None:
         self._report: Any = None
+        #: The members of a model whose class body is patched, as they were.
+        self._members: dict[str, Any] = {}
 
     def before_reload(self, event: ReloadEvent) -> None:
         self._report = event.report
 
+    def before_definition(self, event: DefinitionEvent) -> None:
+        if event.action == "patched" and _is_model(event.old):
+            self._members = {
+                name: event.old.__dict__[name]
+                for name in event.members or ()
+                if name in event.old.__dict__
+            }
+
     def after_definition(self, event: DefinitionEvent) -> None:
+        if event.action == "patched" and _is_model(event.old):
+            self._unwrap_members(event.old)
+            return
+        self._rebuilt(event)
+
+    def _unwrap_members(self, model: type) -> None:
+        """A validator or serializer whose body changed (its decorator did not) ran as a
+        statement of the class body: what it made is pydantic's marker around the new
+        function, which only the metaclass reads. The function pydantic calls (the old one)
+        is patched with the new code instead, and the class holds it as before."""
+        members, self._members = self._members, {}
+        for name, previous in members.items():
+            marker = model.__dict__.get(name)
+            if not isinstance(marker, _decorators.PydanticDescriptorProxy):
+                continue
+            olds, news = member_functions(previous), member_functions(marker.wrapped)
+            if len(olds) != len(news) or not olds:
+                continue
+            for old_function, new_function in zip(olds, news, strict=True):
+                native.patch_function(old_function, new_function)
+            type.__setattr__(model, name, previous)
+
+    def _rebuilt(self, event: DefinitionEvent) -> None:
         old, new = event.old, event.new
         if event.action != "rebuilt" or not _is_model(old) or not _is_model(new) or old is new:
             return
