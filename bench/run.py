@@ -1,6 +1,6 @@
 """The benchmarks, side by side with the peers, in one run: ``make bench`` runs this.
 
-    python bench/run.py [--smoke] [--only save,heap,calls,memory,tree] [--versions 3.12,3.13]
+    python bench/run.py [--smoke] [--only save,heap,calls,memory,tree,web] [--versions 3.13]
 
 Makes or updates the bench virtualenvs (``envs.py``: mighty_patcher built from this tree for
 each CPython version, and jurigged, IPython and matplotlib for the main one), then runs, for
@@ -9,6 +9,7 @@ mighty_patcher and each peer, the tools taking turns within each measurement:
 1. save to live (``save_to_live.py``)      4. memory across reloads (``memory.py``)
 2. heap-size independence (``heap_size.py``) 5. watching a big tree (``watch_tree.py``)
 3. call speed after a patch, per CPython version (``call_speed.py``)
+6. save to new HTTP response, Flask and FastAPI (``web_save.py``; ours and jurigged)
 
 and prints one table (``table.py``), written also to ``bench/out/table.txt``, with the raw
 figures in ``bench/out/results.json`` and a chart in ``bench/out/bench.png`` (``chart.py``);
@@ -39,9 +40,10 @@ import memory  # noqa: E402
 import save_to_live  # noqa: E402
 import table  # noqa: E402
 import watch_tree  # noqa: E402
+import web_save  # noqa: E402
 from common import BENCH, child_env, machine  # noqa: E402
 
-MEASURES = ("save", "heap", "calls", "memory", "tree")
+MEASURES = ("save", "heap", "calls", "memory", "tree", "web")
 VERSIONS = ("3.10", "3.11", "3.12", "3.13", "3.14", "3.15")
 
 FULL = {
@@ -50,6 +52,7 @@ FULL = {
     "calls": {"rounds": 7, "calls": 300_000},
     "memory": {"checkpoints": (1, 100, 1000)},
     "tree": {"dirs": 5000, "files": 50_000, "idle": 10.0, "repeat": 3},
+    "web": {"saves": 20, "frameworks": ("flask", "fastapi")},
 }
 SMOKE = {
     "save": {"saves": 2, "sizes": ("small",)},
@@ -57,6 +60,7 @@ SMOKE = {
     "calls": {"rounds": 2, "calls": 20_000},
     "memory": {"checkpoints": (1, 2, 5)},
     "tree": {"dirs": 20, "files": 200, "idle": 0.5, "repeat": 1},
+    "web": {"saves": 2, "frameworks": ("flask", "fastapi")},
 }
 
 
@@ -141,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     timed("calls", lambda: call_speeds(main_version, versions, settings["calls"]))
     timed("memory", lambda: memory.measure(python, **settings["memory"]))
     timed("tree", lambda: watch_tree.measure(python, **settings["tree"]))
+    timed("web", lambda: web_save.measure(python, **settings["web"]))
     results["seconds"]["total"] = time.monotonic() - started
 
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -92,6 +92,8 @@ def render(results: dict[str, Any]) -> str:
         _memory(table, results["memory"])
     if "tree" in results:
         _tree(table, results["tree"])
+    if "web" in results:
+        _web(table, results["web"], results.get("settings", {}).get("web", {}))
     seconds = results.get("seconds", {})
     table.lines += ["", f"Goals ({len(table.goals)} checked):", *table.goals]
     if "total" in seconds:
@@ -268,3 +270,24 @@ def _tree(table: Table, tree: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     print(render(json.loads(Path(sys.argv[1]).read_text())))
+
+
+def _web(table: Table, web: dict[str, Any], settings: dict[str, Any]) -> None:
+    n = settings.get("saves", "")
+    table.section(
+        f"6. Save to new HTTP response: write -> first response showing a view's body edit "
+        f"({n} saves per tool)",
+        ("framework", "tool", "median", "p95", "ratio", ""),
+    )
+    names = {"flask": "Flask (werkzeug)", "fastapi": "FastAPI (uvicorn)"}
+    for framework, by_tool in web.items():
+        ours = by_tool["ours"]["median"]
+        for i, (tool, r) in enumerate(by_tool.items()):
+            table.add(
+                names.get(framework, framework) if i == 0 else "",
+                LABELS[tool],
+                t(r["median"]),
+                t(r["p95"]),
+                "" if tool == "ours" else ratio(r["median"], ours),
+                f"{r['missed']} saves never live" if r.get("missed") else "",
+            )

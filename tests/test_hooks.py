@@ -133,3 +133,23 @@ def test_a_refused_rebuild_of_a_model_still_patches_its_methods_in_place(project
     assert report.needs_restart == ["the fields of Model changed"]
     assert (orm.Model.title, obj.describe(), orm.Meta.made) == ("a", "new", 1)
     assert ("before", "patched", "Model") in events
+
+
+def test_what_an_adapter_did_for_a_whole_reload_is_undone_when_it_fails(project, adapter):
+    # A setup check turned off in before_reload (as the Flask adapter does) is turned back on
+    # through ReloadEvent.on_rollback: after_reload does not run for a failed reload.
+    cls, events = adapter
+    original = cls.before_reload
+
+    def before_reload(self, event):
+        original(self, event)
+        event.on_rollback(lambda: events.append(("undo", "reload", "")))
+
+    cls.before_reload = before_reload
+    project.write("whole", "X = 1\n")
+    project.module("whole")
+    project.start()
+    (report,) = project.save("whole", "X = 1 / 0\n")
+    assert not report.ok
+    assert events[-1] == ("undo", "reload", "")
+    assert not any(e[0] == "after_reload" for e in events)

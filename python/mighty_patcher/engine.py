@@ -155,7 +155,7 @@ class Engine:
             with native.reloading(), self._watchdog(report.module, path):
                 appliers: list[Applier] = []
                 for module in modules:
-                    hooks.call("before_reload", hooks.ReloadEvent(module, path, report))
+                    hooks.call("before_reload", hooks.ReloadEvent(module, path, report, txn.undo))
                     if rebind:
                         txn.keep_namespace(module.__dict__)
                         module.__dict__.update(rebind)

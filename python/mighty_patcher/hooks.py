@@ -25,8 +25,9 @@ Events, in the order a reload makes them:
   gained an option), keeping its identity.
 
 What an adapter changes outside the module (a route table) is not in the reload's
-transaction: give :meth:`DefinitionEvent.on_rollback` a function that undoes it, and it runs
-if the reload fails and is rolled back.
+transaction: give :meth:`DefinitionEvent.on_rollback` (or :meth:`ReloadEvent.on_rollback`, from
+``before_reload``) a function that undoes it, and it runs if the reload fails and is rolled
+back; ``after_reload`` is then not called.
 
 Third parties register their own with :func:`register`; the built-in ones (Flask, FastAPI
 and Starlette, pydantic, Django, Click) are listed in :data:`BUILTIN`.
@@ -59,6 +60,9 @@ logger = logging.getLogger("mighty_patcher.hooks")
 #: only once that module is in ``sys.modules``.
 BUILTIN: dict[str, str] = {
     "click": "mighty_patcher.frameworks.click:ClickAdapter",
+    "flask": "mighty_patcher.frameworks.flask:FlaskAdapter",
+    "fastapi": "mighty_patcher.frameworks.fastapi:FastAPIAdapter",
+    "pydantic": "mighty_patcher.frameworks.pydantic:PydanticAdapter",
 }
 
 
@@ -70,6 +74,13 @@ class ReloadEvent:
     path: str
     #: The report so far (``after_reload``: complete); adapters may add notes to it.
     report: Any
+    _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def on_rollback(self, undo: Callable[[], None]) -> None:
+        """``undo()`` runs if the reload fails and is rolled back (``before_reload``: what
+        the adapter changes for the whole reload, such as a framework's setup check turned
+        off, or what statements run again may register)."""
+        self._undo.append(undo)
 
 
 @dataclass

@@ -1,0 +1,185 @@
+"""Flask under ``python -m mighty_patcher run app.py`` (werkzeug's server, its reloader off),
+edited as an editor saves, checked through real HTTP requests: after the first request a
+view body, a new route, a changed rule, a removed route, ``add_url_rule``, blueprints, error
+handlers and ``before_request`` functions all take effect."""
+
+from __future__ import annotations
+
+import pytest
+from server import Server, need
+
+APP = """
+import logging
+import os
+
+from flask import Flask, g
+
+import shop
+
+app = Flask(__name__)
+app.register_blueprint(shop.bp, url_prefix="/shop")
+
+@app.before_request
+def tag():
+    g.tag = "t1"
+
+@app.route("/__alive__")
+def alive():
+    return "ok"
+
+@app.route("/")
+def index():
+    return "index v1 " + g.tag
+
+@app.route("/old")
+def moving():
+    return "moving"
+
+@app.route("/doomed")
+def doomed():
+    return "doomed"
+
+@app.errorhandler(404)
+def missing(e):
+    return "missing v1", 404
+
+if __name__ == "__main__":
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    app.run(host="127.0.0.1", port=int(os.environ["PORT"]), use_reloader=False)
+"""
+
+SHOP = """
+from flask import Blueprint
+
+bp = Blueprint("shop", __name__)
+
+@bp.route("/items")
+def items():
+    return "items v1"
+
+def price():
+    return "price v1"
+"""
+
+
+@pytest.fixture
+def server(tmp_path):
+    need("flask")
+    started: list[Server] = []
+
+    def start(files: dict[str, str]) -> Server:
+        s = Server(tmp_path, files)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.close()
+
+
+def test_flask_views_routes_blueprints_and_handlers_after_the_first_request(server):
+    s = server({"app.py": APP, "shop.py": SHOP})
+    assert s.get("/") == (200, "index v1 t1")
+    assert s.get("/shop/items") == (200, "items v1")
+    app, shop = APP, SHOP
+
+    # A view body, saved in place.
+    app = app.replace("index v1", "index v2")
+    s.write("app.py", app, how="inplace")
+    s.wait_for("GET", "/", 200, "index v2 t1")
+
+    # A new route, after the first request (by rename).
+    app = app.replace(
+        "@app.errorhandler(404)",
+        '@app.route("/new")\ndef new():\n    return "new"\n\n@app.errorhandler(404)',
+    )
+    s.write("app.py", app)
+    s.wait_for("GET", "/new", 200, "new")
+
+    # A changed rule: the old URL answers 404 (through the error handler), the new one the view.
+    app = app.replace('@app.route("/old")', '@app.route("/moved", methods=["GET", "POST"])')
+    s.write("app.py", app)
+    s.wait_for("POST", "/moved", 200, "moving")
+    assert s.get("/old") == (404, "missing v1")
+    assert s.get("/moved") == (200, "moving")
+    app = app.replace('return "moving"', 'return "moving v2"')  # still the same function
+    s.write("app.py", app)
+    s.wait_for("GET", "/moved", 200, "moving v2")
+
+    # A removed route.
+    app = app.replace('@app.route("/doomed")\ndef doomed():\n    return "doomed"\n', "")
+    s.write("app.py", app)
+    s.wait_for("GET", "/doomed", 404, "missing v1")
+
+    # Error handler and before_request function bodies; then a handler's decorator.
+    app = app.replace('"missing v1"', '"missing v2"').replace('g.tag = "t1"', 'g.tag = "t2"')
+    s.write("app.py", app)
+    s.wait_for("GET", "/", 200, "index v2 t2")
+    s.wait_for("GET", "/nowhere", 404, "missing v2")
+    app = app.replace("@app.errorhandler(404)", "@app.errorhandler(405)")
+    s.write("app.py", app)
+    s.wait_for("DELETE", "/", 404, "missing v2")  # the handler answers 405 (with 404)
+    status, text = s.get("/nowhere")
+    assert status == 404 and "missing" not in text  # Flask's own page again
+
+    # Blueprint: a view body, a new route, a changed rule, add_url_rule, a new hook.
+    shop = shop.replace("items v1", "items v2")
+    s.write("shop.py", shop, how="inplace")
+    s.wait_for("GET", "/shop/items", 200, "items v2")
+    shop += '\n@bp.route("/cart")\ndef cart():\n    return "cart"\n'
+    s.write("shop.py", shop)
+    s.wait_for("GET", "/shop/cart", 200, "cart")
+    shop = shop.replace('@bp.route("/items")', '@bp.route("/products")')
+    s.write("shop.py", shop)
+    s.wait_for("GET", "/shop/products", 200, "items v2")
+    assert s.get("/shop/items")[0] == 404
+    shop += '\nbp.add_url_rule("/price", view_func=price)\n'
+    s.write("shop.py", shop)
+    s.wait_for("GET", "/shop/price", 200, "price v1")
+    shop = shop.replace('"price v1"', '"price v2"')
+    s.write("shop.py", shop)
+    s.wait_for("GET", "/shop/price", 200, "price v2")
+    shop += (
+        "\n@bp.after_request\ndef stamp(response):\n"
+        '    response.headers["X-Shop"] = "1"\n    return response\n'
+    )
+    s.write("shop.py", shop)
+    s.wait_for("GET", "/shop/cart", 200, "cart")
+
+    assert "can no longer be called" not in s.log
+    assert "Traceback" not in s.log, s.log
+
+
+def test_flask_add_url_rule_in_a_module_and_the_running_script(server):
+    views = 'from flask import Flask\n\napp = Flask("views")\n\ndef hello():\n    return "hello"\n'
+    main = (
+        "import os\n\nfrom views import app\n\n"
+        '@app.route("/__alive__")\ndef alive():\n    return "ok"\n\n'
+        '@app.route("/__rules__")\ndef rules():\n'
+        '    return ",".join(sorted(r.rule for r in app.url_map.iter_rules()))\n\n'
+        'if __name__ == "__main__":\n'
+        '    import logging; logging.getLogger("werkzeug").setLevel(logging.ERROR)\n'
+        '    app.run(host="127.0.0.1", port=int(os.environ["PORT"]), use_reloader=False)\n'
+    )
+    s = server({"app.py": main, "views.py": views})
+    assert s.get("/__alive__") == (200, "ok")
+    views += '\napp.add_url_rule("/hello", view_func=hello)\n'
+    s.write("views.py", views)
+    s.wait_for("GET", "/hello", 200, "hello")
+    # The statement runs again when its text changes: no second copy of the rule.
+    start = s.mark()
+    views = views.replace("view_func=hello)", 'view_func=hello, methods=["GET"])')
+    s.write("views.py", views)
+    s.wait_log("re-ran app.add_url_rule", start)
+    assert s.get("/__rules__") == (200, "/__alive__,/__rules__,/hello,/static/<path:filename>")
+    views = views.replace('return "hello"', 'return "hello v2"')
+    s.write("views.py", views)
+    s.wait_for("GET", "/hello", 200, "hello v2")
+
+    # In the running script a new top-level call is not run: the log says when it applies.
+    start = s.mark()
+    main = main.replace("if __name__", 'app.add_url_rule("/later", view_func=alive)\n\nif __name__')
+    s.write("app.py", main)
+    line = s.wait_log("takes effect at the next start", start)
+    assert 'app.py:13 "app.add_url_rule("/later"' in line
+    assert s.get("/later")[0] == 404
