@@ -67,6 +67,8 @@ class Applier:
     graveyard: dict[str, Any]
     #: (old code, new code) of nested functions, for closures made before the edit.
     code_pairs: list[tuple[types.CodeType, types.CodeType]] = field(default_factory=list)
+    #: Classes patched, with what they gave their instances before: see fill_instances.
+    _fills: list[tuple[type, instances.State, ast.ClassDef]] = field(default_factory=list)
     transform: Transform | None = None
 
     @property
@@ -339,7 +341,9 @@ class Applier:
                 return True
         update: set[str] | None = None
         remove: set[str] | None = None
-        if plan is not None and not plan.header and not new_node.decorator_list:
+        # What the class's machinery makes from the body (a dataclass's __init__, a pydantic
+        # model's validator, an enum's tables) is taken too: every member, when it ran.
+        if plan is not None and not plan.header and not _has_machinery(old, new_node):
             update, remove = set(plan.update), set(plan.remove)
         event = self._event("rebuilt", name, old, new_node, update)
         try:
@@ -431,6 +435,7 @@ class Applier:
         follows = update is None or "__init__" in update or getattr(old, instances.HOOK, None)
         before = instances.state_of(old, instances.init_of(old_node), self.module, self.path)
         members = None
+        skip: set[str] = set()
         if isinstance(old, enum.EnumMeta) and isinstance(new, enum.EnumMeta):
             # the members go their own way (mighty_patcher.enums), after the rest
             members = enums.plan(old, new, self.report.needs_restart)
@@ -447,7 +452,10 @@ class Applier:
                 update.discard(member)
             else:
                 self._pair_member_codes(old.__dict__.get(member), new_members.get(member))
-        changed = sorted(update if update is not None else _differing(old, new_members))
+        # What the report names: what the edit changed (the members its statements make), not
+        # all that the class's machinery made from them.
+        shown = plan.update if plan is not None else _differing(old, new_members)
+        changed = sorted(set(shown) - (skip if members is not None else set()))
         gone = {
             member: old.__dict__[member]
             for member in (remove if remove is not None else set(old.__dict__) - set(new_members))
@@ -477,9 +485,17 @@ class Applier:
         if members is not None and members.changed:
             self.report.patched.append(f"{name} members ({members.describe()})")
         if follows or before.fields:
-            after = instances.state_of(old, instances.init_of(new_node), self.module, self.path)
-            instances.fill(old, instances.diff_states(before, after), self.report)
+            self._fills.append((old, before, new_node))
         return True
+
+    def fill_instances(self) -> None:
+        """The live instances of the classes patched follow what their class now gives them
+        (:mod:`mighty_patcher.instances`): the last step of a reload, once everything that
+        can fail succeeded and the framework adapters have finished with the classes."""
+        for cls, before, node in self._fills:
+            after = instances.state_of(cls, instances.init_of(node), self.module, self.path)
+            instances.fill(cls, instances.diff_states(before, after), self.report)
+        self._fills.clear()
 
     def _revive_members(self, old: type, new: dict[str, Any], names: set[str]) -> list[str]:
         """Members deleted by an earlier reload that come back now return to the class as the

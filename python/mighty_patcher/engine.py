@@ -174,6 +174,8 @@ class Engine:
                     appliers.append(applier)
                 for applier in appliers:
                     applier.move_closures()
+                for applier in appliers:
+                    applier.fill_instances()
         except BaseException as exc:
             problems = txn.rollback()
             report.ok = False
