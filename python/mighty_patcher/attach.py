@@ -63,6 +63,11 @@ class AttachError(Exception):
     """Attaching (or detaching) did not happen; the message says why and what to do."""
 
 
+class _Cancelled(AttachError):
+    """The target did not run the bootstrap in time; the request is cancelled, and the
+    bootstrap left in place for when it runs (it then finds nothing to do)."""
+
+
 # --- the attaching side ------------------------------------------------------------------
 
 
@@ -213,7 +218,11 @@ def _exchange(pid: int, request: dict[str, Any], timeout: float) -> dict[str, An
             getattr(sys, "remote_exec")(pid, str(bootstrap))  # noqa: B009 (new in 3.14)
         except (OSError, RuntimeError, ValueError) as exc:
             raise AttachError(_explain(pid, exc)) from None
-        status, keep = _wait(pid, channel, timeout)
+        try:
+            status = _wait(pid, channel, timeout)
+        except _Cancelled:
+            keep = True
+            raise
         if not status.get("ok"):
             raise AttachError(_refusal(pid, status))
         keep = keep or op == "attach"  # its reports.log lives there while it runs
@@ -223,16 +232,16 @@ def _exchange(pid: int, request: dict[str, Any], timeout: float) -> dict[str, An
             shutil.rmtree(channel, ignore_errors=True)
 
 
-def _wait(pid: int, channel: Path, timeout: float) -> tuple[dict[str, Any], bool]:
-    """The target's answer; on timeout, the request cancelled (the bootstrap then does
-    nothing when it runs, and is left in place for it: returns keep=True with the error)."""
+def _wait(pid: int, channel: Path, timeout: float) -> dict[str, Any]:
+    """The target's answer; on timeout, the request is cancelled (:class:`_Cancelled`)."""
     answer = channel / "status.json"
     deadline = time.monotonic() + timeout
     claimed = False
     while True:
         if answer.exists():
             with open(answer, encoding="utf-8") as f:
-                return json.load(f), False
+                status: dict[str, Any] = json.load(f)
+                return status
         if not _alive(pid):
             raise AttachError(f"process {pid} ended before it answered")
         if not claimed and (channel / "request.claimed").exists():
@@ -249,7 +258,7 @@ def _wait(pid: int, channel: Path, timeout: float) -> tuple[dict[str, Any], bool
                 os.rename(channel / "request.json", channel / "request.cancelled")
             except FileNotFoundError:  # claimed just now
                 continue
-            raise AttachError(_timed_out(pid, timeout))
+            raise _Cancelled(_timed_out(pid, timeout))
         time.sleep(_POLL)
 
 
@@ -430,8 +439,13 @@ def _permission(pid: int, exc: BaseException) -> str:
     owner = _owner(pid)
     if owner is not None and owner[0] != os.getuid():
         reasons.append(
-            f"process {pid} belongs to uid {owner[0]} and this is uid {os.getuid()}: attach "
-            f"as that user, or as root"
+            f"Process {pid} belongs to uid {owner[0]} and this is uid {os.getuid()}: attach "
+            f"as that user, or as root."
+        )
+    if os.getuid() == 0 and not _has_cap_sys_ptrace():
+        reasons.append(
+            "This runs as root but without the CAP_SYS_PTRACE capability (a container started "
+            "without --cap-add=SYS_PTRACE, say)."
         )
     try:
         scope = Path("/proc/sys/kernel/yama/ptrace_scope").read_text().strip()
@@ -441,25 +455,33 @@ def _permission(pid: int, exc: BaseException) -> str:
         reasons.append(
             "Yama's ptrace_scope is 1 here (only a process's ancestors may attach to it): run "
             "attach as root (sudo -E), or allow it until the next reboot with "
-            "'echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope'"
+            "'echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope'."
         )
     elif scope == "2":
-        reasons.append("Yama's ptrace_scope is 2 here (only root may attach): run attach as root")
+        reasons.append("Yama's ptrace_scope is 2 here (only root may attach): run attach as root.")
     elif scope == "3":
         reasons.append(
-            "Yama's ptrace_scope is 3 here: no process may attach to another until the next reboot"
+            "Yama's ptrace_scope is 3 here: no process may attach to another until the next reboot."
         )
-    if not reasons:
-        reasons.append(
-            "the target may be set-user-ID or have made itself non-dumpable, or run in "
-            "another container; run attach as root (in a container: --cap-add=SYS_PTRACE)"
-        )
+    reasons.append(
+        "A target that is set-user-ID or made itself non-dumpable can be attached to by root "
+        "(with CAP_SYS_PTRACE) only."
+    )
     return (
         f"not allowed to attach to process {pid} ({exc}): attaching reads and writes the "
         f"target's memory, which Linux allows only where ptrace is allowed. "
-        + "; ".join(reasons)
-        + f". {_RUN_INSTEAD}"
+        + " ".join(reasons)
+        + f" {_RUN_INSTEAD}"
     )
+
+
+def _has_cap_sys_ptrace() -> bool:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            caps = next(line.split()[1] for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, IndexError):
+        return True  # unknown: say nothing of it
+    return bool(int(caps, 16) & (1 << 19))  # CAP_SYS_PTRACE
 
 
 def _timed_out(pid: int, timeout: float) -> str:
@@ -491,10 +513,12 @@ def _refusal(pid: int, status: dict[str, Any]) -> str:
             f"or attach without --no-borrow, which loads this copy into the target"
         )
     if kind == "version":
+        how = "has" if status.get("installed") else "already imported"
         return (
-            f"process {pid} already imported mighty_patcher {status.get('version')} (from "
+            f"process {pid} {how} mighty_patcher {status.get('version')} (from "
             f"{status.get('location')}), and this is {__version__}: attach with the same "
-            f"version ({exe} -m mighty_patcher attach {pid} uses the target's)."
+            f"version ({exe} -m mighty_patcher attach {pid} uses the target's), or install "
+            f"{__version__} there ({exe} -m pip install mighty-patcher=={__version__})."
         )
     if kind == "error":
         return f"the bootstrap failed in process {pid}:\n{status.get('error')}"
@@ -534,6 +558,17 @@ def _mighty_patcher_bootstrap(channel):
                     f"{os.getpid()} (it never imported it)", **facts})
             return
         if package is None:
+            import importlib.metadata, importlib.util
+            try:
+                installed = importlib.metadata.version("mighty-patcher")
+                spec = importlib.util.find_spec("mighty_patcher")
+            except Exception:
+                installed = spec = None
+            if spec is not None and installed not in (None, request["version"]):
+                # told without importing it: the program is left as it was
+                answer({"ok": False, "kind": "version", "version": installed, "installed": True,
+                        "location": os.path.dirname(spec.origin or "?"), **facts})
+                return
             try:
                 import mighty_patcher as package
             except ImportError as exc:

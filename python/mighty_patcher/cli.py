@@ -171,7 +171,6 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def _attach(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from .attach import AttachError, attach, detach, follow
-    from .report import relative
 
     pid = args.pid
     if args.detach and (args.path or args.follow or args.no_borrow):
@@ -227,7 +226,7 @@ def _attach(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if attached.stale:
         print("these files changed after they were imported:")
         for entry in attached.stale:
-            print(f"  {relative(entry['file'])} ({entry['module']}: {entry['why']})")
+            print(f"  {_under(entry['file'], attached.roots)} ({entry['module']}: {entry['why']})")
         print(
             "  what runs is still what was imported, and the text read now is the baseline: a "
             "save applies what it changes from that text; the parts named keep their imported "
@@ -245,3 +244,11 @@ def _attach(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 0
     print(f"process {pid} {'was detached' if how == 'detached' else 'has ended'}", flush=True)
     return 0
+
+
+def _under(path: str, roots: list[str]) -> str:
+    """``path`` relative to the root it is under (the target's roots, not our directory)."""
+    for root in roots:
+        if path.startswith(root.rstrip(os.sep) + os.sep):
+            return os.path.relpath(path, root)
+    return path
