@@ -807,21 +807,28 @@ def _stale(sources: Any, files: list[str]) -> list[dict[str, Any]]:
     ``{"module", "file", "why", "parts"}``. A function or method whose code differs from the
     same one compiled from the text, or that the text no longer has (named in ``parts``); a
     text that does not compile; or, for a module with no function to compare, a file
-    modified after the process started (``parts`` empty: what differs is not known)."""
+    modified after the process started (``parts`` empty: what differs is not known).
+
+    A file last modified before the process started is what it imported: it is not compiled
+    again (that keeps attaching to a large program quick: this runs in its main thread)."""
     started = _process_started()
     found = []
     for path in files:
         text = sources.baseline(path)
         if text is None:
             continue
+        try:
+            modified = os.stat(path).st_mtime
+        except OSError:
+            continue
+        # The start time is known to the second: it may be up to 1 s early, never later.
+        if started is not None and modified < started:
+            continue
         for module in sources.modules_for(path):
             running = _functions(module, path)
             why, parts = _differs(running, module, path, text)
-            if why is None and started is not None and not running:
-                with contextlib.suppress(OSError):
-                    # a second of slack: the start time is known to the second only
-                    if os.stat(path).st_mtime > started + 2:
-                        why = "modified after the program started"
+            if why is None and not running and started is not None and modified > started + 2:
+                why = "modified after the program started"
             if why is not None:
                 found.append({"module": module.__name__, "file": path, "why": why, "parts": parts})
     return found
@@ -874,7 +881,7 @@ def _process_started() -> float | None:
             ticks = int(f.read().rsplit(")", 1)[1].split()[19])
         with open("/proc/stat", encoding="ascii") as f:
             boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
+        return boot + ticks / os.sysconf("SC_CLK_TCK") - 0.05  # a tick's error, early
     except (OSError, ValueError, IndexError, StopIteration):
         return None
 
