@@ -17,8 +17,10 @@ from __future__ import annotations
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -339,6 +341,25 @@ def test_a_main_thread_that_never_runs_python_code_times_out_and_the_request_is_
     assert f"process {program.pid} did not run the bootstrap within 1 s" in err
     assert "the request is cancelled (nothing will happen later)" in err
     assert "blocked in a call that does not return" in err
+
+    # Ctrl-C while the command waits cancels as well. (Its bootstrap replaces the first one
+    # in the program's single slot for a scheduled script.)
+    attacher = subprocess.Popen(attach_command(program.pid), stderr=subprocess.PIPE, text=True)
+    channels = Path(tempfile.gettempdir(), f"mighty_patcher-{os.getuid()}")
+    deadline = time.monotonic() + 30
+    while not list(channels.glob(f"attach-{program.pid}-*/request.json")):
+        if attacher.poll() is not None:
+            assert attacher.stderr is not None
+            err = attacher.stderr.read()
+            not_allowed(err)
+            raise AssertionError(err)
+        assert time.monotonic() < deadline, "the attach command never sent its request"
+        time.sleep(0.02)
+    attacher.send_signal(signal.SIGINT)
+    _, err = attacher.communicate(timeout=30)
+    assert attacher.returncode == 130, err
+    assert "interrupted; the request is cancelled" in err
+
     assert program.proc.stdin is not None
     program.proc.stdin.write("wake up\n")
     program.proc.stdin.flush()

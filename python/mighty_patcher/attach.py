@@ -63,11 +63,6 @@ class AttachError(Exception):
     """Attaching (or detaching) did not happen; the message says why and what to do."""
 
 
-class _Cancelled(AttachError):
-    """The target did not run the bootstrap in time; the request is cancelled, and the
-    bootstrap left in place for when it runs (it then finds nothing to do)."""
-
-
 # --- the attaching side ------------------------------------------------------------------
 
 
@@ -209,31 +204,36 @@ def _exchange(pid: int, request: dict[str, Any], timeout: float) -> dict[str, An
         "channel": str(channel),
         "log": str(channel / "reports.log"),
     }
-    (channel / "request.json").write_text(json.dumps(request), encoding="utf-8")
-    bootstrap = channel / "bootstrap.py"
-    bootstrap.write_text(BOOTSTRAP.replace("CHANNEL", repr(str(channel))), encoding="utf-8")
-    keep = False
+    scheduled = False
+    status: dict[str, Any] | None = None
     try:
+        (channel / "request.json").write_text(json.dumps(request), encoding="utf-8")
+        bootstrap = channel / "bootstrap.py"
+        bootstrap.write_text(BOOTSTRAP.replace("CHANNEL", repr(str(channel))), encoding="utf-8")
+        scheduled = True  # from here on, as if it were (an interrupt may come in between)
         try:
             getattr(sys, "remote_exec")(pid, str(bootstrap))  # noqa: B009 (new in 3.14)
         except (OSError, RuntimeError, ValueError) as exc:
+            scheduled = False
             raise AttachError(_explain(pid, exc)) from None
-        try:
-            status = _wait(pid, channel, timeout)
-        except _Cancelled:
-            keep = True
-            raise
-        if not status.get("ok"):
-            raise AttachError(_refusal(pid, status))
-        keep = keep or op == "attach"  # its reports.log lives there while it runs
-        return status
+        status = _wait(pid, channel, timeout)
     finally:
-        if not keep:
-            shutil.rmtree(channel, ignore_errors=True)
+        if status is None and scheduled:
+            # No answer (a timeout, Ctrl-C): the bootstrap is scheduled and nothing can take
+            # it back, so it must find its file when it runs, and then no request (cancelled
+            # here, unless claimed just now: then it answers into the channel).
+            with contextlib.suppress(OSError):
+                os.rename(channel / "request.json", channel / "request.cancelled")
+        elif status is None or not status.get("ok") or op != "attach":
+            shutil.rmtree(channel, ignore_errors=True)  # an attach keeps its reports.log
+    if not status.get("ok"):
+        raise AttachError(_refusal(pid, status))
+    return status
 
 
 def _wait(pid: int, channel: Path, timeout: float) -> dict[str, Any]:
-    """The target's answer; on timeout, the request is cancelled (:class:`_Cancelled`)."""
+    """The target's answer, or :class:`AttachError` when it does not come in time (the
+    caller then cancels the request)."""
     answer = channel / "status.json"
     deadline = time.monotonic() + timeout
     claimed = False
@@ -258,7 +258,7 @@ def _wait(pid: int, channel: Path, timeout: float) -> dict[str, Any]:
                 os.rename(channel / "request.json", channel / "request.cancelled")
             except FileNotFoundError:  # claimed just now
                 continue
-            raise _Cancelled(_timed_out(pid, timeout))
+            raise AttachError(_timed_out(pid, timeout))
         time.sleep(_POLL)
 
 
@@ -537,9 +537,12 @@ def _mighty_patcher_bootstrap(channel):
 
     def answer(status):
         path = os.path.join(channel, "status.json")
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(status, f)
-        os.replace(path + ".tmp", path)
+        try:
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                json.dump(status, f)
+            os.replace(path + ".tmp", path)
+        except OSError:
+            pass  # the channel is gone: no one is waiting
 
     claimed = os.path.join(channel, "request.claimed")
     try:

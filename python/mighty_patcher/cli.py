@@ -197,6 +197,13 @@ def _attach(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except AttachError as exc:
         print(f"mighty_patcher attach: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            f"mighty_patcher attach: interrupted; the request is cancelled (if process {pid} "
+            f"runs the bootstrap later, it does nothing)",
+            file=sys.stderr,
+        )
+        return 130
     print(
         f"attached to process {pid} (Python {attached.python}, {attached.executable}) "
         f"in {attached.seconds:.2f} s"
