@@ -105,6 +105,7 @@ class Program:
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         stdin: bool = False,
+        cwd: Path | None = None,
     ) -> None:
         self.root = root
         write(root / "prog.py", source)
@@ -112,9 +113,11 @@ class Program:
             write(root / "helper.py", helper("old"))
         self.stderr_path = root / "stderr.txt"
         self._stderr = open(self.stderr_path, "w")
+        if cwd is not None:
+            cwd.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [python or base_python(), *args, "prog.py"],
-            cwd=root,
+            [python or base_python(), *args, str(root / "prog.py") if cwd else "prog.py"],
+            cwd=cwd or root,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -228,6 +231,30 @@ def test_attach_to_a_plain_program_save_detach_and_a_save_is_no_longer_applied(
     assert stderr.count("[mighty_patcher] reloaded helper: patched value") == 2
     assert "[mighty_patcher] detached: saves are no longer applied (1 reload while" in stderr
     assert "newer" not in "".join(program.out.seen)
+
+
+@needs_314
+def test_the_roots_are_the_working_directory_unless_path_names_them(tmp_path, programs, capsys):
+    app = tmp_path / "app"
+    program = programs(app, cwd=tmp_path / "elsewhere")
+    program.out.until("old")
+    code, out, err = attach(capsys, program.pid)
+    assert code == 0, err
+    assert f"watching {os.path.realpath(tmp_path / 'elsewhere')}: 0 modules tracked\n" in out
+    assert (
+        f"none of its modules comes from there: a save there changes nothing until it imports "
+        f"one; its modules come from {os.path.realpath(app)} (to watch those: attach --detach "
+        f"{program.pid}, then attach --path DIR {program.pid})"
+    ) in out
+    code, out, err = attach(capsys, "--detach", program.pid)
+    assert code == 0, err
+    code, out, err = attach(capsys, "--path", app, program.pid)
+    assert code == 0, err
+    assert f"watching {os.path.realpath(app)}: 2 modules tracked: __main__, helper" in out
+    write(app / "helper.py", helper("new"))
+    program.out.until("new")
+    code, out, err = attach(capsys, "--detach", program.pid)
+    assert code == 0, err
 
 
 @needs_314
