@@ -83,7 +83,10 @@ class Attached:
     stale: list[dict[str, Any]] = field(default_factory=list)
     #: When nothing is tracked: directories the program's modules were imported from.
     elsewhere: list[str] = field(default_factory=list)
+    #: From the call of :func:`attach` to the confirmation.
     seconds: float = 0.0
+    #: How long the bootstrap held the target's main thread.
+    paused: float = 0.0
 
 
 def attach(
@@ -123,6 +126,7 @@ def attach(
         channel=status["channel"],
         stale=status["stale"],
         elsewhere=status["elsewhere"],
+        paused=status["paused"],
     )
     attached.seconds = time.monotonic() - started
     return attached
@@ -533,7 +537,8 @@ def _refusal(pid: int, status: dict[str, Any]) -> str:
 BOOTSTRAP = """\
 # Written by `python -m mighty_patcher attach`, run in this process by sys.remote_exec.
 def _mighty_patcher_bootstrap(channel):
-    import json, os, sys
+    import json, os, sys, time
+    started = time.perf_counter()
 
     def answer(status):
         path = os.path.join(channel, "status.json")
@@ -601,7 +606,8 @@ def _mighty_patcher_bootstrap(channel):
             return
         import importlib
         serve = importlib.import_module("mighty_patcher.attach").serve
-        answer({**facts, **serve(request, borrowed=borrowed)})
+        status = serve(request, borrowed=borrowed)
+        answer({**facts, **status, "paused": time.perf_counter() - started})
     except BaseException:
         import traceback
         answer({"ok": False, "kind": "error", "error": traceback.format_exc(), **facts})

@@ -206,7 +206,8 @@ def _attach(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 130
     print(
         f"attached to process {pid} (Python {attached.python}, {attached.executable}) "
-        f"in {attached.seconds:.2f} s"
+        f"in {attached.seconds:.2f} s (its main thread ran the bootstrap for "
+        f"{attached.paused * 1000:.0f} ms)"
     )
     names = attached.modules
     shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
