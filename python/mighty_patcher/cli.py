@@ -2,6 +2,8 @@
 
 python -m mighty_patcher run script.py [args...]
 python -m mighty_patcher run -m package.module [args...]
+python -m mighty_patcher attach [--path DIR ...] [--follow] PID   (CPython 3.14+)
+python -m mighty_patcher attach --detach PID
 python -m mighty_patcher --selftest
 """
 
@@ -60,6 +62,46 @@ def _parser() -> argparse.ArgumentParser:
         metavar="script.py | args",
         help="the script to run (unless -m), then the program's own arguments",
     )
+    attach = commands.add_parser(
+        "attach",
+        help="start a reloader inside a program that is already running (CPython 3.14+)",
+        description="Start a reloader inside the running Python process PID, through "
+        "sys.remote_exec (PEP 768: CPython 3.14 or later, here and in the target); from then "
+        "on every save under its roots is patched into it. See docs/attach.md.",
+    )
+    attach.add_argument("pid", type=int, metavar="PID", help="the process to attach to")
+    attach.add_argument(
+        "--path",
+        action="append",
+        metavar="DIR",
+        help="a module root to watch (repeatable; default: the target's working directory)",
+    )
+    attach.add_argument(
+        "--detach", action="store_true", help="stop the reloader attach started in PID"
+    )
+    attach.add_argument(
+        "--follow",
+        action="store_true",
+        help="then print the target's reload reports here, until it is detached or ends "
+        "(Ctrl-C stops following, not the reloader)",
+    )
+    attach.add_argument(
+        "--timeout",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long to wait for the target to run the bootstrap (default 15)",
+    )
+    attach.add_argument(
+        "--no-borrow",
+        action="store_true",
+        help="use only a mighty_patcher installed in the target's environment (by default, "
+        "when it has none, this copy is loaded into it)",
+    )
+    attach.add_argument("--poll", action="store_true", help="poll instead of using inotify")
+    attach_loudness = attach.add_mutually_exclusive_group()
+    attach_loudness.add_argument("--verbose", action="store_true", help="also log debug details")
+    attach_loudness.add_argument("--quiet", action="store_true", help="log only failures")
     return parser
 
 
@@ -69,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(parser, args)
+    if args.command == "attach":
+        return _attach(parser, args)
     if args.selftest:
         return 0 if selftest() else 1
     if args.info:
@@ -123,3 +167,96 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     finally:
         reloader.stop()
     return 0
+
+
+def _attach(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .attach import AttachError, attach, detach, follow
+
+    pid = args.pid
+    if args.detach and (args.path or args.follow or args.no_borrow):
+        parser.error("attach --detach takes only the PID (and --timeout)")
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    try:
+        if args.detach:
+            answer = detach(pid, timeout=args.timeout)
+            reloads = answer["reloads"]
+            print(
+                f"detached from process {pid}: saves under {', '.join(answer['roots'])} are no "
+                f"longer applied ({reloads} reload{'' if reloads == 1 else 's'} while attached; "
+                f"what they applied stays)"
+            )
+            return 0
+        attached = attach(
+            pid,
+            args.path,
+            timeout=args.timeout,
+            borrow=not args.no_borrow,
+            poll=args.poll,
+            log_level=level,
+        )
+    except AttachError as exc:
+        print(f"mighty_patcher attach: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"mighty_patcher attach: interrupted; the request is cancelled (if process {pid} "
+            f"runs the bootstrap later, it does nothing)",
+            file=sys.stderr,
+        )
+        return 130
+    print(
+        f"attached to process {pid} (Python {attached.python}, {attached.executable}) "
+        f"in {attached.seconds:.2f} s (its main thread ran the bootstrap for "
+        f"{attached.paused * 1000:.0f} ms)"
+    )
+    names = attached.modules
+    shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+    print(
+        f"watching {', '.join(attached.roots)}: {len(names)} module"
+        f"{'' if len(names) == 1 else 's'} tracked{': ' + shown if names else ''}"
+    )
+    if not names:
+        print(
+            "  none of its modules comes from there: a save there changes nothing until it "
+            "imports one"
+            + (
+                f"; its modules come from {', '.join(attached.elsewhere)} (to watch those: "
+                f"attach --detach {pid}, then attach --path DIR {pid})"
+                if attached.elsewhere
+                else ""
+            )
+        )
+    if attached.borrowed:
+        print(
+            f"mighty_patcher {__version__} was loaded into it from {attached.package} (it has "
+            f"none installed; its sys.path is unchanged)"
+        )
+    if attached.stale:
+        print("these files changed after they were imported:")
+        for entry in attached.stale:
+            print(f"  {_under(entry['file'], attached.roots)} ({entry['module']}: {entry['why']})")
+        print(
+            "  what runs is still what was imported, and the text read now is the baseline: a "
+            "save applies what it changes from that text; the parts named keep their imported "
+            "version until they are edited (or the program restarts)"
+        )
+    print(f"reports: on its stderr, and in {attached.log}")
+    print(f"to stop: python -m mighty_patcher attach --detach {pid}", flush=True)
+    if not args.follow:
+        return 0
+    print("following its reports (Ctrl-C stops following; the reloader keeps running):")
+    try:
+        how = follow(pid, attached)
+    except KeyboardInterrupt:
+        print(f"stopped following; mighty_patcher stays attached to process {pid}")
+        return 0
+    print(f"process {pid} {'was detached' if how == 'detached' else 'has ended'}", flush=True)
+    return 0
+
+
+def _under(path: str, roots: list[str]) -> str:
+    """``path`` relative to the root it is under (the target's roots, not our directory)."""
+    for root in roots:
+        if path.startswith(root.rstrip(os.sep) + os.sep):
+            return os.path.relpath(path, root)
+    return path

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -21,7 +22,7 @@ from .engine import AfterHook, BeforeHook, Engine
 from .report import ReloadReport, install_default_handler, logger
 from .sources import Sources
 
-__all__ = ["AutoReloader", "Watcher"]
+__all__ = ["AutoReloader", "Watcher", "running_reloaders"]
 
 PathArg = str | os.PathLike[str]
 
@@ -36,6 +37,17 @@ class Watcher(Protocol):
 
 
 WatcherFactory = Callable[..., Watcher]
+
+#: The reloaders of this process whose thread was started and not stopped.
+_started: weakref.WeakSet[AutoReloader] = weakref.WeakSet()
+_started_lock = threading.Lock()
+
+
+def running_reloaders() -> list[AutoReloader]:
+    """The reloaders watching in this process now (started and not stopped): ``attach``
+    refuses to start a second one."""
+    with _started_lock:
+        return [r for r in _started if r.running]
 
 
 class AutoReloader:
@@ -106,11 +118,15 @@ class AutoReloader:
             return
         self._thread = threading.Thread(target=self._loop, name="mighty_patcher", daemon=True)
         self._thread.start()
+        with _started_lock:
+            _started.add(self)
         logger.debug("watching %s", ", ".join(self.paths))
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stops watching (promptly) and releases the watches and the import hook."""
         self._stopped.set()
+        with _started_lock:
+            _started.discard(self)
         self._watcher.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
