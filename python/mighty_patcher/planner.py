@@ -47,8 +47,9 @@ name, whose binding followers run; what they rebind goes on to that module's imp
 from __future__ import annotations
 
 import ast
+import copy
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
@@ -365,7 +366,9 @@ def statements(
         if seen is None or type(seen.node) is not type(node):
             result.append(analyse(node, lines))
         else:
-            result.append(replace(seen, node=node))  # the rest, its dump too, carries over
+            again = copy.copy(seen)  # the rest, its dump too, carries over
+            again.node = node
+            result.append(again)
     return result
 
 
