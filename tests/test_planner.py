@@ -342,3 +342,51 @@ def test_a_rebound_name_reaches_importers_that_hold_its_old_value_level_by_level
     assert actions(steps[1].plan)["Z = Y + again"] == "run"
     assert steps[1].after == {"base", "mid"}
     assert plan_imports({"base": frozenset()}, [mid, top]) == []
+
+
+# --- parsing only what changed -----------------------------------------------------------------
+
+
+def test_parsing_only_the_changed_region_gives_what_a_whole_parse_gives():
+    import itertools
+    import random
+
+    from fuzz.generator import Editor, initial
+
+    from mighty_patcher.planner import _Parsed, statements
+
+    checked = 0
+    for seed in range(12):
+        package, editor = initial(seed, "fz"), Editor(random.Random(seed))
+        texts = [package.render()]
+        for _ in range(12):
+            package, _ops = editor.edit(package)
+            texts.append(package.render())
+        for module in ("base", "mid", "top"):
+            parsed = _Parsed()
+            for old, new in itertools.pairwise(texts):
+                old_source, new_source = old[module], new[module]
+                parsed.get(old_source, "m.py")
+                _, _, got = parsed.update(old_source, new_source, "m.py")
+                lines = new_source.splitlines(keepends=True)
+                want = statements(ast.parse(new_source).body, lines)
+                assert [(s.text, s.dump, s.lineno, s.end_lineno) for s in got] == [
+                    (s.text, s.dump, s.lineno, s.end_lineno) for s in want
+                ]
+                for g, w in zip(got, want, strict=True):
+                    assert ast.dump(g.node, include_attributes=True) == ast.dump(
+                        w.node, include_attributes=True
+                    )
+                checked += 1
+    assert checked == 12 * 3 * 12
+
+
+def test_a_region_that_does_not_parse_alone_raises_the_whole_files_error():
+    from mighty_patcher.planner import _Parsed
+
+    parsed = _Parsed()
+    old = "def f():\n    return 1\n\n\ndef g():\n    return 2\n"
+    parsed.get(old, "m.py")
+    with pytest.raises(SyntaxError) as caught:
+        parsed.update(old, old.replace("return 1", 'return """1'), "m.py")
+    assert caught.value.lineno == 2

@@ -23,7 +23,14 @@ from typing import Any, Literal
 
 from . import enums, hooks, instances
 from . import mighty_patcher as native
-from .codes import find_inner, member_functions, nested_codes, nested_pairs, wrapper_chain
+from .codes import (
+    find_inner,
+    member_functions,
+    nested_codes,
+    nested_pairs,
+    shifted,
+    wrapper_chain,
+)
 from .planner import (
     ClassPlan,
     Plan,
@@ -563,27 +570,37 @@ class Applier:
         """An unchanged statement moved: the functions it made (a definition, its methods,
         the ``def`` inside an ``if``, a lambda) get code objects with the new line numbers.
 
-        Each function's code is found among the code objects of the statement compiled at its
-        old place by name and first line, and paired with the one at the same place in the
-        statement compiled where it is now: a property's getter and setter share a name, and
-        each must get its own code back."""
-        stmt = step.new
-        if step.old is None:
+        Its text the same, it only moved by whole lines: each function's code is shifted by
+        as many lines (nothing is compiled). Its text different (a comment inside changed),
+        each function's code is found among the code objects of the statement compiled at
+        its old place by name and first line, and paired with the one at the same place in
+        the statement compiled where it is now: a property's getter and setter share a name,
+        and each must get its own code back."""
+        stmt, old = step.new, step.old
+        if old is None:
             return
-        codes = self._moved_codes(step.old.node, stmt.node, transform_old=False)
+        first, last, lines = old.lineno, old.end_lineno, stmt.lineno - old.lineno
+        codes = None
+        if old.text != stmt.text:
+            codes = self._moved_codes(old.node, stmt.node, transform_old=False)
         moved = False
         for name in sorted(stmt.writes):
             value = self.ns.get(name, _MISSING)
             for func in _functions_made_in(value, self.path):
-                code = codes.get((func.__code__.co_name, func.__code__.co_firstlineno))
-                if code is not None and func.__code__ is not code:
+                current = func.__code__
+                if codes is not None:
+                    code = codes.get((current.co_name, current.co_firstlineno))
+                elif lines and first <= current.co_firstlineno <= last:
+                    code = shifted(current, lines)
+                else:
+                    code = None
+                if code is not None and code is not current:
                     self.swap_code(func, code)
                     moved = True
-            if isinstance(value, type) and "__firstlineno__" in value.__dict__:
-                for node in ast.walk(stmt.node):
-                    if isinstance(node, ast.ClassDef) and node.name == value.__name__:
-                        type.__setattr__(value, "__firstlineno__", first_line(node))
-                        break
+            if isinstance(value, type):
+                line = value.__dict__.get("__firstlineno__")
+                if isinstance(line, int) and first <= line <= last:
+                    type.__setattr__(value, "__firstlineno__", line + lines)
         if moved or stmt.name is not None:
             self.report.moved.append(stmt.label)
 

@@ -10,7 +10,14 @@ from typing import Any
 
 from . import hooks
 
-__all__ = ["find_inner", "member_functions", "nested_codes", "nested_pairs", "wrapper_chain"]
+__all__ = [
+    "find_inner",
+    "member_functions",
+    "nested_codes",
+    "nested_pairs",
+    "shifted",
+    "wrapper_chain",
+]
 
 
 def _children(code: types.CodeType) -> list[types.CodeType]:
@@ -45,6 +52,16 @@ def nested_pairs(
         if partner is not None:
             yield child, partner
             yield from nested_pairs(child, partner)
+
+
+def shifted(code: types.CodeType, lines: int) -> types.CodeType:
+    """``code`` moved ``lines`` lines down (up, if negative), nested code objects too: what
+    compiling the same text that many lines lower gives (line numbers are stored relative to
+    ``co_firstlineno``), without compiling."""
+    consts = tuple(
+        shifted(c, lines) if isinstance(c, types.CodeType) else c for c in code.co_consts
+    )
+    return code.replace(co_firstlineno=code.co_firstlineno + lines, co_consts=consts)
 
 
 def wrapper_chain(obj: Any) -> Iterator[Any]:

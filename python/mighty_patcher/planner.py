@@ -47,6 +47,7 @@ name, whose binding followers run; what they rebind goes on to that module's imp
 from __future__ import annotations
 
 import ast
+import bisect
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,9 +78,14 @@ BINDINGS = (ast.Assign, ast.AnnAssign, ast.Import, ast.ImportFrom) + (
 
 @dataclass
 class Stmt:
-    """One top-level statement (of a module, or of a class body)."""
+    """One top-level statement (of a module, or of a class body).
 
-    node: ast.stmt
+    Its syntax tree may be positioned ``offset`` lines above where the statement is now: a
+    statement below an edit that added or removed lines keeps the tree of the parse before
+    (see :meth:`_Parsed.update`), and :attr:`node` positions a copy only when asked (to be
+    compiled). Its analysis (names, text, dump) does not depend on where it is."""
+
+    raw: ast.stmt
     text: str  # its source lines, exactly
     kind: Literal["def", "class", "other"]
     name: str | None  # for definitions
@@ -92,24 +98,49 @@ class Stmt:
     #: It makes functions (a ``def`` inside an ``if``, a lambda, a class), whose code objects
     #: carry line numbers.
     makes_code: bool = False
+    #: How many lines below its ``raw`` tree's positions the statement now is.
+    offset: int = 0
     _dump: str | None = None
+    _lines: tuple[int, int, ast.stmt] | None = None
+
+    @property
+    def node(self) -> ast.stmt:
+        """Its syntax tree, positioned where the statement is (a copy is made once when the
+        statement moved)."""
+        if self.offset:
+            moved = copy.deepcopy(self.raw)
+            ast.increment_lineno(moved, self.offset)
+            self.raw, self.offset = moved, 0
+        return self.raw
 
     @property
     def dump(self) -> str:
         """The syntax tree without positions: equal for statements that differ only in
         comments, blank lines and where they sit."""
         if self._dump is None:
-            self._dump = ast.dump(self.node, include_attributes=False)
+            self._dump = ast.dump(self.raw, include_attributes=False)
         return self._dump
 
     @property
     def lineno(self) -> int:
-        return first_line(self.node)
+        return self.raw_lines[0] + self.offset
+
+    @property
+    def end_lineno(self) -> int:
+        return self.raw_lines[1] + self.offset
+
+    @property
+    def raw_lines(self) -> tuple[int, int]:
+        """The first and last lines of ``raw`` (decorators included)."""
+        raw = self.raw
+        if self._lines is None or self._lines[2] is not raw:
+            self._lines = (first_line(raw), raw.end_lineno or raw.lineno, raw)
+        return self._lines[0], self._lines[1]
 
     @property
     def binding(self) -> bool:
         """A statement that only binds names (see :data:`BINDINGS`; definitions too)."""
-        return self.kind != "other" or isinstance(self.node, BINDINGS)
+        return self.kind != "other" or isinstance(self.raw, BINDINGS)
 
     @property
     def label(self) -> str:
@@ -332,7 +363,7 @@ def analyse(node: ast.stmt, lines: list[str]) -> Stmt:
     else:
         kind, name = "other", None
     return Stmt(
-        node=node,
+        raw=node,
         text=segment(lines, node),
         kind=kind,
         name=name,
@@ -363,19 +394,20 @@ def statements(
     for node in body:
         text = segment(lines, node)
         seen = known.get(_known_key(text, node)) if known else None
-        if seen is None or type(seen.node) is not type(node):
+        if seen is None or type(seen.raw) is not type(node):
             result.append(analyse(node, lines))
         else:
             again = copy.copy(seen)  # the rest, its dump too, carries over
-            again.node = node
+            again.raw, again.offset = node, 0
             result.append(again)
     return result
 
 
 class _Parsed:
     """The last source parsed for each file, with its statements: the next reload plans from
-    that source (its baseline), so it is not parsed again, and the statements of the new
-    source that kept their text are not analysed again."""
+    that source (its baseline), so it is not parsed again; of the new source, only the lines
+    the save changed are parsed (:meth:`update`), and the statements that kept their text
+    are not analysed again."""
 
     def __init__(self) -> None:
         self._by_file: dict[str, tuple[str, ast.Module, list[Stmt]]] = {}
@@ -385,16 +417,78 @@ class _Parsed:
         if cached is not None and cached[0] == source:
             return cached[1], cached[2]
         tree = ast.parse(source, filename)
-        known = {_known_key(s.text, s.node): s for s in cached[2]} if cached is not None else None
+        known = _known(cached[2]) if cached is not None else None
         stmts = statements(tree.body, source.splitlines(keepends=True), known)
         self._by_file[filename] = (source, tree, stmts)
         return tree, stmts
 
+    def update(
+        self, old_source: str, new_source: str, filename: str
+    ) -> tuple[list[Stmt], ast.Module, list[Stmt]]:
+        """The statements of ``old_source``, and the tree and statements of ``new_source``.
+
+        When ``old_source`` is the one parsed last, only the new source's changed region is
+        parsed: the lines between the unchanged beginning and end of the file, widened to the
+        top-level statements they touch. The statements before it are the old ones; those
+        after it are the old ones too, ``offset`` by the lines the save added or removed (the
+        lines of a top-level statement parse the same wherever they are). The tree returned
+        holds the statements' ``raw`` trees: use it for what they are, not where (compile
+        ``Stmt.node``). Anything unusual (a region that does not parse alone) parses the
+        whole file, which raises the SyntaxError with the right position."""
+        _, old_stmts = self.get(old_source, filename)
+        old_lines = old_source.splitlines(keepends=True)
+        new_lines = new_source.splitlines(keepends=True)
+        limit = min(len(old_lines), len(new_lines))
+        head = 0
+        while head < limit and old_lines[head] == new_lines[head]:
+            head += 1
+        tail = 0
+        while tail < limit - head and old_lines[-1 - tail] == new_lines[-1 - tail]:
+            tail += 1
+        first, last = head + 1, len(old_lines) - tail  # the changed old lines, 1-based
+        # (statements are in order and do not overlap: found by bisection)
+        before = old_stmts[: bisect.bisect_left(old_stmts, first, key=_end_line)]
+        after = old_stmts[bisect.bisect_right(old_stmts, last, key=_first_line) :]
+        if len(before) + len(after) < len(old_stmts) // 2 or not new_source.endswith("\n"):
+            return old_stmts, *self.get(new_source, filename)
+        start = before[-1].end_lineno + 1 if before else 1
+        delta = len(new_lines) - len(old_lines)
+        end = (after[0].lineno - 1 if after else len(old_lines)) + delta
+        try:
+            region = ast.parse("".join(new_lines[start - 1 : end]), filename)
+        except SyntaxError:
+            return old_stmts, *self.get(new_source, filename)
+        ast.increment_lineno(region, start - 1)
+        middle = statements(region.body, new_lines, _known(old_stmts))
+        moved = after
+        if delta:
+            moved = []
+            for s in after:
+                again = copy.copy(s)
+                again.offset += delta
+                moved.append(again)
+        stmts = [*before, *middle, *moved]
+        tree = ast.Module(body=[s.raw for s in stmts], type_ignores=[])
+        self._by_file[filename] = (new_source, tree, stmts)
+        return old_stmts, tree, stmts
+
     def tree(self, source: str, filename: str) -> ast.Module | None:
         """The syntax tree of ``source`` if it is the source last parsed for ``filename``
-        (not to be changed); None otherwise (nothing is parsed)."""
+        (not to be changed, nor compiled: see :meth:`update`); None otherwise."""
         cached = self._by_file.get(filename)
         return cached[1] if cached is not None and cached[0] == source else None
+
+
+def _end_line(s: Stmt) -> int:
+    return s.end_lineno
+
+
+def _first_line(s: Stmt) -> int:
+    return s.lineno
+
+
+def _known(stmts: list[Stmt]) -> dict[tuple[str, int], Stmt]:
+    return {_known_key(s.text, s.raw): s for s in stmts}
 
 
 _parsed = _Parsed()
@@ -438,16 +532,22 @@ def match(old: list[Stmt], new: list[Stmt]) -> dict[int, Stmt]:
     for key, stmt in new_defs.items():
         if key in old_defs:
             partners[by_identity[id(stmt)]] = old_defs[key]
+    # A statement the incremental parse carried over has its old tree: its own partner.
+    by_tree = {id(s.raw): s for s in old if s.name is None}
+    used: set[int] = set()
+    for i, s in enumerate(new):
+        if s.name is None and id(s.raw) in by_tree:
+            partners[i] = by_tree[id(s.raw)]
+            used.add(id(partners[i]))
     # Other statements: the same text first (cheap), then the same syntax tree.
     by_text: dict[str, list[Stmt]] = {}
     by_dump: dict[str, list[Stmt]] = {}
     for s in old:
-        if s.name is None:
+        if s.name is None and id(s) not in used:
             by_text.setdefault(s.text.strip(), []).append(s)
-    used: set[int] = set()
     pending = []
     for i, s in enumerate(new):
-        if s.name is not None:
+        if s.name is not None or i in partners:
             continue
         candidates = by_text.get(s.text.strip(), [])
         while candidates and id(candidates[0]) in used:
@@ -515,16 +615,16 @@ def _decide(stmt: Stmt, partner: Stmt | None, dirty: frozenset[str], *, running:
     if partner is None:
         if stmt.name is not None:
             return Step("redefine", stmt, None, reads_dirty, header=True)
-        if running and not _literal_assignment(stmt.node):
+        if running and not _literal_assignment(stmt.raw):
             return Step("defer", stmt, None)
         return Step("run", stmt, None, reads_dirty)
     if stmt.name is not None:
         # A def reads only its header at once; a class also reads what its body reads (a
         # class attribute ``rate = RATE`` follows RATE).
         header_dirty = bool(stmt.header_reads & dirty)
-        changed = not same_definition(partner, stmt)
+        changed = partner.raw is not stmt.raw and not same_definition(partner, stmt)
         if changed or reads_dirty:
-            header = header_dirty or not same_header(partner.node, stmt.node)
+            header = header_dirty or not same_header(partner.raw, stmt.raw)
             return Step("redefine", stmt, partner, reads_dirty, header=header)
         moved = partner.text != stmt.text or partner.lineno != stmt.lineno
         return Step("relocate" if moved else "keep", stmt, partner, reads_dirty)
@@ -600,9 +700,9 @@ def plan_module(
         new_tree, new_stmts = _parsed.get(new_source, filename)
         steps = [Step("redefine" if s.name is not None else "keep", s, None) for s in new_stmts]
         return Plan(steps, [], frozenset(), new_tree, future_flags(new_tree), running=running)
-    # The baseline first: usually the source the last reload parsed, found in the cache.
-    _, old_stmts = _parsed.get(old_source, filename)
-    new_tree, new_stmts = _parsed.get(new_source, filename)
+    # The baseline is usually the source the last reload parsed, found in the cache; of the
+    # new source only what changed is parsed.
+    old_stmts, new_tree, new_stmts = _parsed.update(old_source, new_source, filename)
     steps, deleted, removed, not_rerun = plan_body(
         old_stmts, new_stmts, seeds=seeds, running=running
     )
@@ -713,8 +813,8 @@ def _fields(stmts: list[Stmt]) -> list[str]:
     for s in stmts:
         if s.kind != "def":
             found.append(s.dump)
-        elif decorators(s.node):
-            found.append(f"{s.name}@{dump_nodes(decorators(s.node))}")
+        elif decorators(s.raw):
+            found.append(f"{s.name}@{dump_nodes(decorators(s.raw))}")
     return found
 
 
