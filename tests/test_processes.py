@@ -682,3 +682,24 @@ def test_uvicorn_with_two_workers_serves_the_new_body_on_every_worker(tmp_path, 
         assert f"[pid {pid}] reloaded main: patched message" in program.stderr
     program.close()
     assert not any(alive(pid) for pid in pids)
+
+
+def test_the_watching_process_leaves_nothing_on_disk_and_accepts_its_own_user():
+    from mighty_patcher import processes
+
+    hub = processes.Hub(0)
+    try:
+        # Linux: an abstract address, no file to remove, even if the process is killed
+        assert hub.address.startswith("\0") or sys.platform != "linux"
+        upstream = processes.Upstream(hub.address)
+        hub.start()
+        assert upstream.wait(10) == "welcome" and upstream.welcome == 0
+        hub.forward({"/x.py"}, 1)
+        assert upstream.wait(10) == {"/x.py"} and upstream.seq == 1
+        a, b = socket.socketpair()
+        with a, b:
+            assert processes.same_user(a)
+        upstream.close()
+    finally:
+        hub.close()
+    assert processes.Upstream(hub.address).wait(10) == "orphaned"

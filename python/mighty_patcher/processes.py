@@ -38,9 +38,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import selectors
 import shutil
 import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -128,6 +130,19 @@ def close_inherited(fds: dict[int, str]) -> None:
             pass
 
 
+def same_user(sock: socket.socket) -> bool:
+    """Whether the process at the other end of ``sock`` runs as this one's user (where the
+    system tells; elsewhere the socket lives in a private directory)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return True
+    try:
+        _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, 12))
+    except OSError:
+        return False
+    return bool(uid == os.getuid())
+
+
 # --- the hub --------------------------------------------------------------------------------
 
 
@@ -148,21 +163,29 @@ def _line(message: dict[str, Any]) -> bytes:
 
 
 class Hub:
-    """Serves the processes that join the watching process: a listening unix socket in a
-    private directory, and a daemon thread that accepts them, answers their hello and sends
-    what :meth:`forward` queued for a process whose socket was full."""
+    """Serves the processes that join the watching process: a listening unix socket (an
+    abstract address on Linux, else in a private directory), and a daemon thread that
+    accepts them (the same user's only), answers their hello and sends what
+    :meth:`forward` queued for a process whose socket was full."""
 
     def __init__(self, seq: int) -> None:
         self._owner = os.getpid()
-        self._dir = tempfile.mkdtemp(prefix="mighty_patcher-")
-        self.address = os.path.join(self._dir, "hub")
+        self._dir: str | None = None
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            if sys.platform == "linux":
+                # An abstract address: nothing on disk, so nothing left behind by a program
+                # that is killed; who may join is checked with the peer's credentials.
+                self.address = f"\0mighty_patcher-{os.getpid()}-{secrets.token_hex(8)}"
+            else:
+                self._dir = tempfile.mkdtemp(prefix="mighty_patcher-")
+                self.address = os.path.join(self._dir, "hub")
             self._listener.bind(self.address)
             self._listener.listen(socket.SOMAXCONN)
         except OSError:
             self._listener.close()
-            shutil.rmtree(self._dir, ignore_errors=True)
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
             raise
         self._listener.setblocking(False)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -223,7 +246,7 @@ class Hub:
         self._peers.clear()
         for sock in (self._listener, self._wake_r, self._wake_w):
             sock.close()
-        if remove:
+        if remove and self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
         report.show_pid("hub", False)
 
@@ -298,6 +321,9 @@ class Hub:
                     conn, _ = sock.accept()
                 except (BlockingIOError, InterruptedError):
                     return
+                if not same_user(conn):
+                    conn.close()
+                    continue
                 conn.setblocking(False)
                 with self._lock:
                     self._peers[conn.fileno()] = _Peer(conn)
@@ -397,6 +423,8 @@ class Upstream:
         try:
             sock.settimeout(5.0)
             sock.connect(self.address)
+            if not same_user(sock):
+                raise ConnectionRefusedError("the process at the hub's address is another user's")
             sock.sendall(_line({"hello": os.getpid()}))
         except OSError:
             sock.close()
