@@ -15,7 +15,13 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
 
-setup: $(BIN)/python build
+## The tools again whenever requirements-dev.txt changed (a virtualenv made before the change
+## would lack what was added).
+$(VENV)/.requirements: requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+setup: $(BIN)/python $(VENV)/.requirements build
 
 ## Build the extension into the virtualenv (editable install of the package).
 build: $(BIN)/python

@@ -105,3 +105,33 @@ def test_the_exit_code_of_the_program_is_kept(tmp_path):
         text=True,
     )
     assert proc.returncode == 3
+
+
+def test_everything_after_the_module_or_script_is_the_program_s_options_included():
+    from mighty_patcher.cli import _split_run
+
+    assert _split_run(["run", "--poll", "-m", "gunicorn", "-w", "2", "app:app"]) == (
+        ["run", "--poll", "-m", "gunicorn"],
+        ["-w", "2", "app:app"],
+    )
+    assert _split_run(["run", "--path", "src", "prog.py", "--quiet", "x"]) == (
+        ["run", "--path", "src"],
+        ["prog.py", "--quiet", "x"],
+    )
+    assert _split_run(["run", "-muvicorn", "--workers", "2"]) == (
+        ["run", "-muvicorn"],
+        ["--workers", "2"],
+    )
+    assert _split_run(["--selftest"]) == (["--selftest"], None)
+
+
+def test_a_module_run_gets_its_own_options(tmp_path):
+    write(tmp_path / "prog.py", "import sys\nprint(sys.argv[1:])\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mighty_patcher", "run", "--quiet", "-m", "prog", "-w", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['-w', '2']"

@@ -10,6 +10,7 @@ python -m mighty_patcher --selftest
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import json
 import logging
@@ -17,9 +18,13 @@ import os
 import runpy
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from . import __version__, build_info, selftest
+from . import __version__, build_info, processes, selftest
 from .sources import read_source, resolve
+
+if TYPE_CHECKING:
+    from .watch import AutoReloader
 
 __all__ = ["main"]
 
@@ -52,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         "current directory with -m)",
     )
     run.add_argument("--poll", action="store_true", help="poll instead of using inotify")
+    run.add_argument(
+        "--no-children",
+        action="store_true",
+        help="reload in this process only: the processes it forks or starts (workers) run "
+        "without a reloader",
+    )
     loudness = run.add_mutually_exclusive_group()
     loudness.add_argument("--verbose", action="store_true", help="also log debug details")
     loudness.add_argument("--quiet", action="store_true", help="log only failures")
@@ -108,8 +119,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    head, program = _split_run(argv)
+    args = parser.parse_args(head)
     if args.command == "run":
+        if program is not None:
+            args.program = program
         return _run(parser, args)
     if args.command == "attach":
         return _attach(parser, args)
@@ -120,6 +135,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     parser.print_help()
     return 2
+
+
+#: The options of ``run`` that take a value.
+_RUN_VALUES = ("--path",)
+
+
+def _split_run(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """``run``'s own arguments, and the program's: everything after ``-m MODULE`` or the
+    script, options included (``run -m gunicorn -w 2 app:app``: ``-w 2`` is gunicorn's)."""
+    if not argv or argv[0] != "run":
+        return argv, None
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return argv[:i], argv[i + 1 :]
+        if arg == "-m":
+            return argv[: i + 2], argv[i + 2 :]
+        if arg.startswith("-m") and not arg.startswith("--"):
+            return argv[: i + 1], argv[i + 1 :]
+        if not arg.startswith("-"):
+            return argv[:i], argv[i:]
+        i += 2 if arg in _RUN_VALUES else 1
+    return argv, None
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -145,19 +184,36 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if root not in sys.path:
             sys.path.insert(0, root)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    reloader = AutoReloader(path=roots, poll=args.poll, log_level=level)
+    # Started by a program run under `run` (its sitecustomize joined us to that program's
+    # reloader): this run watches for itself and the processes it starts.
+    processes.stop_child()
+    children = not args.no_children
+    reloader = AutoReloader(path=roots, poll=args.poll, log_level=level, children=children)
+    # Registered before the program imports multiprocessing, so it runs after the exit
+    # handler of multiprocessing (exit handlers run last registered first), which ends or
+    # joins the workers still running: until then they keep getting the saves.
+    atexit.register(reloader.stop)
     try:
+        main = script
         if script is not None:
             sys.argv = [script, *rest]
-            reloader.sources.remember(script, read_source(script))
-            runpy.run_path(script, run_name="__main__")
         else:
             assert module is not None
             sys.argv = [module, *rest]
             spec = importlib.util.find_spec(module)
             origin = spec.origin if spec is not None else None
             if origin is not None and origin.endswith(".py"):
-                reloader.sources.remember(resolve(origin), read_source(origin))
+                main = resolve(origin)
+        if main is not None:
+            reloader.sources.remember(main, read_source(main))
+        if children:
+            _serve_children(reloader, main, level, args)
+        else:
+            _no_children()
+        if script is not None:
+            runpy.run_path(script, run_name="__main__")
+        else:
+            assert module is not None
             runpy.run_module(module, run_name="__main__", alter_sys=True)
     except KeyboardInterrupt:
         return 130
@@ -165,7 +221,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     finally:
-        reloader.stop()
+        if not reloader.joined:
+            reloader.stop()
     return 0
 
 
@@ -260,3 +317,30 @@ def _under(path: str, roots: list[str]) -> str:
         if path.startswith(root.rstrip(os.sep) + os.sep):
             return os.path.relpath(path, root)
     return path
+
+
+def _serve_children(
+    reloader: AutoReloader, main: str | None, level: int, args: argparse.Namespace
+) -> None:
+    """Spawned Python children of the program (multiprocessing spawn, uvicorn --workers,
+    subprocess) start a reloader joined to this one, from the sitecustomize of the startup
+    directory that PYTHONPATH names, with what MIGHTY_PATCHER_CHILD says."""
+    address = reloader.serve()
+    options = {"poll": bool(args.poll)}
+    os.environ[processes.CHILD_ENV] = processes.child_spec(
+        address, reloader.paths, main=main, log_level=level, options=options
+    )
+    os.environ["PYTHONPATH"] = processes.with_startup_dir(os.environ.get("PYTHONPATH"))
+
+
+def _no_children() -> None:
+    """A run inside a program run under `run`, with --no-children: its children do not
+    join the outer program either."""
+    os.environ.pop(processes.CHILD_ENV, None)
+    pythonpath = os.environ.get("PYTHONPATH")
+    if pythonpath is not None:
+        rest = processes.without_startup_dir(pythonpath)
+        if rest:
+            os.environ["PYTHONPATH"] = rest
+        else:
+            del os.environ["PYTHONPATH"]

@@ -206,6 +206,12 @@ class Watcher:
     Raises :class:`WatchError` when a root does not exist or cannot be watched (see there),
     ``ValueError`` for a root that is a file other than ``.py`` or for a negative duration,
     ``TypeError`` for a single string where a sequence is expected.
+
+    After ``os.fork()``, the child's copy of a watcher is inert: its threads stayed in the
+    parent, so there :meth:`wait` returns ``"stop"`` at once, ``watched_directories`` is 0,
+    and :meth:`close` (or garbage collection) releases nothing of the parent's and never
+    waits. The inotify descriptor the child inherited stays open in the child until it
+    closes it itself (``mighty_patcher.watch.AutoReloader`` does).
     """
 
     def __init__(

@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ReloadReport", "install_default_handler", "logger", "relative"]
+__all__ = ["ReloadReport", "install_default_handler", "logger", "relative", "show_pid"]
 
 logger = logging.getLogger("mighty_patcher")
 
@@ -45,6 +45,8 @@ class ReloadReport:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+    #: The process that applied it (every process of a multi-process program reloads).
+    pid: int = field(default_factory=os.getpid)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,9 +95,25 @@ class ReloadReport:
             logger.info(self.summary())
 
 
+#: Why log lines name their process, if they do: "child" (this process joined the one that
+#: watches), "hub" (processes joined this one). Single-process output has no pid.
+_pid_reasons: set[str] = set()
+
+
+def show_pid(reason: str, on: bool = True) -> None:
+    """Log lines say ``[pid N]`` while some reason holds (more than one process reloads)."""
+    if on:
+        _pid_reasons.add(reason)
+    else:
+        _pid_reasons.discard(reason)
+
+
 class _Format(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return "[mighty_patcher] " + super().format(record)
+        prefix = "[mighty_patcher] "
+        if _pid_reasons:
+            prefix += f"[pid {record.process or os.getpid()}] "
+        return prefix + super().format(record)
 
 
 def install_default_handler(level: int = logging.INFO) -> None:

@@ -58,6 +58,28 @@ struct Handle {
     /// `None` once closed.
     engine: Option<Engine>,
     roots: Vec<PathBuf>,
+    /// The process that started the engine. A copy of the instance in a forked child has none
+    /// of the engine's threads (and a lock of `shared` may be held by one that is gone): there
+    /// it is inert, and its engine is leaked rather than dropped (dropping joins the keeper).
+    pid: u32,
+}
+
+impl Handle {
+    /// Whether this is a forked child's copy of a watcher started by its parent.
+    fn forked(&self) -> bool {
+        std::process::id() != self.pid
+    }
+
+    /// Takes the engine out to be dropped; in a forked child, leaks it (see `pid`) and
+    /// returns `None`.
+    fn take_engine(&mut self) -> Option<Engine> {
+        let engine = self.engine.take();
+        if self.forked() {
+            core::mem::forget(engine);
+            return None;
+        }
+        engine
+    }
 }
 
 /// The handle of `slf`.
@@ -353,6 +375,7 @@ unsafe fn new(
             shared: Arc::clone(engine.shared()),
             engine: Some(engine),
             roots,
+            pid: std::process::id(),
         });
         (*obj.as_ptr().cast::<WatcherObject>()).handle = Box::into_raw(handle);
         Ok(obj)
@@ -371,8 +394,9 @@ unsafe extern "C" fn dealloc(obj: *mut PyObject) {
         let handle = (*obj.cast::<WatcherObject>()).handle;
         if !handle.is_null() {
             (*obj.cast::<WatcherObject>()).handle = ptr::null_mut();
-            let handle = Box::from_raw(handle);
-            without_gil(move || drop(handle));
+            let mut handle = Box::from_raw(handle);
+            let engine = handle.take_engine();
+            without_gil(move || drop((engine, handle)));
         }
         let type_ref = Owned::from_new_opt(tp.cast::<PyObject>());
         // Through PyType_GetSlot rather than the `tp_free` field: no struct layout involved.
@@ -472,7 +496,12 @@ unsafe fn wait_impl(
     // SAFETY: forwarded from `wait`.
     let timeout = unsafe { timeout_arg(args, nargs, kwnames) }?;
     // SAFETY: `slf` is a Watcher instance; the handle is used only before the GIL is released.
-    let shared = Arc::clone(&unsafe { handle(slf) }.shared);
+    let handle = unsafe { handle(slf) };
+    if handle.forked() {
+        // Nothing would ever wake a wait in a forked child: it is over at once.
+        return interned(c"stop");
+    }
+    let shared = Arc::clone(&handle.shared);
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let main = on_main_thread();
     loop {
@@ -555,8 +584,11 @@ fn path_set(paths: &[PathBuf]) -> PyResult<Owned> {
 
 unsafe extern "C" fn stop(slf: *mut PyObject, _: *mut PyObject) -> *mut PyObject {
     // SAFETY: a method of our type, GIL held, `slf` borrowed. `Shared::stop` only sets a flag
-    // and wakes the waiters (it never waits for a sleeping one).
-    unsafe { handle(slf) }.shared.stop();
+    // and wakes the waiters (it never waits for a sleeping one); not in a forked child.
+    let handle = unsafe { handle(slf) };
+    if !handle.forked() {
+        handle.shared.stop();
+    }
     finish(none())
 }
 
@@ -569,8 +601,10 @@ unsafe fn close_now(slf: *mut PyObject) {
     // handle ends, before the GIL is released: a concurrent `close` then finds `None`.
     let engine = unsafe {
         let handle = handle(slf);
-        handle.shared.stop();
-        handle.engine.take()
+        if !handle.forked() {
+            handle.shared.stop();
+        }
+        handle.take_engine()
     };
     if let Some(engine) = engine {
         // Joining the keeper thread may wait for a directory walk it is doing.
@@ -619,7 +653,7 @@ unsafe extern "C" fn get_watched_directories(slf: *mut PyObject, _: *mut c_void)
     // SAFETY: a getter of our type, GIL held; PyLong_FromSize_t returns a new reference.
     finish(unsafe {
         let handle = handle(slf);
-        let count = if handle.engine.is_some() {
+        let count = if handle.engine.is_some() && !handle.forked() {
             handle.shared.watched()
         } else {
             0
