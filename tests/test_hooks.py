@@ -18,7 +18,7 @@ def adapter():
 
     class Recording(hooks.Adapter):
         module = "some_framework_for_tests"
-        refuse: set[str] = set()  # noqa: RUF012
+        refuse: set[str] = set()
 
         def before_reload(self, event):
             events.append(("before_reload", event.module.__name__.rsplit(".", 1)[1], ""))

@@ -46,11 +46,13 @@ def test_a_command_body_a_new_option_and_a_new_command_work_at_the_next_invocati
     assert report["patched"] == ["status"] and report["notes"] == []
     assert p.eval("run('status', '--n', '2')") == "STATUS 2!\n"
 
-    with_option = CLI.replace(
-        '@click.option("--n", default=1)',
-        '@click.option("--n", default=1)\n@click.option("--loud", is_flag=True)',
-    ).replace("def status(n):", "def status(n, loud):").replace(
-        'click.echo(f"status {n}")', 'click.echo(f"status {n}" + ("!!" if loud else ""))'
+    with_option = (
+        CLI.replace(
+            '@click.option("--n", default=1)',
+            '@click.option("--n", default=1)\n@click.option("--loud", is_flag=True)',
+        )
+        .replace("def status(n):", "def status(n, loud):")
+        .replace('click.echo(f"status {n}")', 'click.echo(f"status {n}" + ("!!" if loud else ""))')
     )
     write(tmp_path / "tool.py", with_option)
     (report,) = p.wait_reload()
