@@ -133,3 +133,45 @@ def test_a_refused_rebuild_of_a_model_still_patches_its_methods_in_place(project
     assert report.needs_restart == ["the fields of Model changed"]
     assert (orm.Model.title, obj.describe(), orm.Meta.made) == ("a", "new", 1)
     assert ("before", "patched", "Model") in events
+
+
+def test_an_adapter_may_have_a_rebuild_patched_in_place(project, adapter):
+    # As the Django adapter does for a model's new property: its metaclass reads fields only,
+    # so the changed statements are patched in and the metaclass does not run again.
+    cls, events = adapter
+    original = cls.before_definition
+
+    def in_place(self, event):
+        original(self, event)
+        if event.action == "rebuilt":
+            assert event.members == frozenset({"describe", "loud", "LIMIT"})
+            event.in_place = True
+
+    cls.before_definition = in_place
+    source = """
+    class Meta(type):
+        made = 0
+        def __new__(mcs, name, bases, ns):
+            Meta.made += 1
+            return super().__new__(mcs, name, bases, ns)
+    class Model(metaclass=Meta):
+        title = "a"
+        def describe(self):
+            return "old"
+    """
+    project.write("orm", source)
+    orm = project.module("orm")
+    obj = orm.Model()
+    project.start()
+    new = source.replace('"old"', '"new"').replace(
+        'title = "a"',
+        'title = "a"\n        LIMIT = 3\n        @property\n        def loud(self):\n'
+        "            return self.title.upper()",
+    )
+    (report,) = project.save("orm", new)
+    assert report.ok and report.needs_restart == []
+    assert (obj.describe(), obj.loud, orm.Model.LIMIT, orm.Meta.made) == ("new", "A", 3, 1)
+    assert [e for e in events if e[0] == "before"] == [
+        ("before", "rebuilt", "Model"),
+        ("before", "patched", "Model"),
+    ]

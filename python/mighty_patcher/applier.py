@@ -368,6 +368,10 @@ class Applier:
             if plan is not None and in_place:
                 self._patch_class_body(name, old, new_node, plan.methods_only())
             return True
+        if event.in_place and plan is not None and in_place:
+            # An adapter knows the machinery reads none of what changed: a body edit.
+            if self._patch_class_body(name, old, new_node, plan):
+                return True
         event.new = new = self.build(stmt, name)
         kept = self._merge_class(name, old, new, dict(new.__dict__), update, remove, plan, new_node)
         hooks.call("after_definition", event)
