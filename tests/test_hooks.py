@@ -175,3 +175,32 @@ def test_an_adapter_may_have_a_rebuild_patched_in_place(project, adapter):
         ("before", "rebuilt", "Model"),
         ("before", "patched", "Model"),
     ]
+
+
+def test_a_refused_rebuild_says_patched_only_for_what_was(project, adapter):
+    # A field refused while the methods only moved down: their line numbers follow, and the
+    # report does not say the class was patched.
+    cls, _ = adapter
+    original = cls.before_definition
+
+    def refuse_rebuilds(self, event):
+        if event.action == "rebuilt":
+            raise NeedsRestart(f"the fields of {event.name} changed")
+        original(self, event)
+
+    cls.before_definition = refuse_rebuilds
+    source = """
+    class Meta(type):
+        pass
+    class Model(metaclass=Meta):
+        title = "a"
+        def describe(self):
+            return "old"
+    """
+    project.write("orm", source)
+    orm = project.module("orm")
+    project.start()
+    (report,) = project.save("orm", source.replace('title = "a"', 'title = "a"\n        b = 1'))
+    assert report.needs_restart == ["the fields of Model changed"]
+    assert (report.patched, report.moved) == ([], ["Model"])
+    assert orm.Model.describe.__code__.co_firstlineno == 7

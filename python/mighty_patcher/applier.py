@@ -479,7 +479,12 @@ class Applier:
                 self._relocate_member(old, name, member, old_member_node, new_member_node)
         if "__firstlineno__" in old.__dict__:
             type.__setattr__(old, "__firstlineno__", first_line(new_node))
-        self.report.patched.append(", ".join(f"{name}.{m}" for m in changed) if changed else name)
+        if changed or update is None or remove:
+            self.report.patched.append(
+                ", ".join(f"{name}.{m}" for m in changed) if changed else name
+            )
+        else:
+            self.report.moved.append(name)  # only members that moved: their line numbers
         return True
 
     def _revive_members(self, old: type, new: dict[str, Any], names: set[str]) -> list[str]:
