@@ -60,6 +60,7 @@ logger = logging.getLogger("mighty_patcher.hooks")
 #: only once that module is in ``sys.modules``.
 BUILTIN: dict[str, str] = {
     "click": "mighty_patcher.frameworks.click:ClickAdapter",
+    "django": "mighty_patcher.frameworks.django:DjangoAdapter",
 }
 
 
