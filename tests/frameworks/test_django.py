@@ -578,15 +578,16 @@ def test_model_methods_apply_live_and_field_changes_ask_for_a_migration(server: 
         {
             "models.CharField(max_length=200)\n": "models.CharField(max_length=300)\n",
             "    votes = models.IntegerField(default=0)\n": "",
-            "    LIMIT = 3\n": "    LIMIT = 3\n\n    class Meta:\n        ordering = ['id']\n",
+            "    LIMIT = 3\n": "    LIMIT = 3\n    published = models.Manager()\n\n"
+            "    class Meta:\n        ordering = ['id']\n",
         },
         rename=True,
     )
     line = server.wait_log(r"reloaded polls\.models")
     assert (
         "needs a restart: polls.Question: field author added, field question_text changed, "
-        "Meta changed; Django built the model's fields when it started: run manage.py "
-        "makemigrations and migrate, then restart" in line
+        "Meta changed, manager published added; Django built the model's fields when it "
+        "started: run manage.py makemigrations and migrate, then restart" in line
     )
     assert "; polls.Choice: field votes removed; Django built" in line
     assert server.get("/polls/q/1/") == "str v2 | shout v3 | registered=True"
@@ -672,6 +673,19 @@ def test_admin_options_and_methods_apply_to_the_changelist(server: Server):
     server.wait_log(r"reloaded polls\.admin: added ChoiceAdmin")
     assert "Select choice to change" in server.get("/admin/polls/choice/")
     assert "Fresh?" in server.get("/admin/polls/question/")
+
+    # And a ModelAdmin deleted unregisters its model.
+    server.save(
+        "polls/admin.py",
+        "@admin.register(Choice)\n"
+        "class ChoiceAdmin(admin.ModelAdmin):\n"
+        '    list_display = ["choice_text", "votes"]\n',
+        "",
+        rename=True,
+    )
+    server.wait_log(r"reloaded polls\.admin: deleted ChoiceAdmin")
+    assert server.request("/admin/polls/choice/")[0] == 404
+    assert "Fresh?" in server.get("/admin/polls/question/")
     server.assert_no_warning(failed=1)
 
 
@@ -698,6 +712,26 @@ def test_form_fields_and_clean_methods(server: Server):
     )
     server.wait_log(r"reloaded polls\.forms: patched QuestionForm\.Meta")
     assert 'name="pub_date"' in server.get("/polls/qform/")
+
+    # A form derived from an edited one keeps its fields, and the report says so.
+    server.save(
+        "polls/forms.py",
+        "class QuestionForm(",
+        "class SignupForm(ContactForm):\n    pass\n\n\nclass QuestionForm(",
+    )
+    server.wait_log(r"reloaded polls\.forms: added SignupForm")
+    server.save(
+        "polls/forms.py",
+        "    email = forms.EmailField()",
+        "    email = forms.EmailField(required=False)",
+    )
+    line = server.wait_log(r"reloaded polls\.forms")
+    assert "patched ContactForm.email" in line
+    assert (
+        "needs a restart: the forms derived from ContactForm (SignupForm) keep the fields they "
+        "were made with" in line
+    )
+    assert server.get("/polls/contact/?name=ok").startswith("valid")
     server.assert_no_warning()
 
 
@@ -718,13 +752,20 @@ def test_middleware_edits_and_what_needs_a_restart(server: Server):
                 "self.get_response = get_response\n        self.made = 2"
             ),
             "def timing(get_response):": "def timing(get_response):\n    label = 't'",
+            "def __call__(self, request):": """
+            def process_view(self, request, view, args, kwargs):
+                return None
+
+            def __call__(self, request):""",
         },
         rename=True,
     )
     line = server.wait_log(r"reloaded polls\.middleware")
     assert (
-        "needs a restart: middleware polls.middleware.StampMiddleware: __init__ changed; "
-        "Django made the middleware instance when it started: restart to run the new __init__; "
+        "needs a restart: middleware polls.middleware.StampMiddleware: process_view added or "
+        "removed; Django looks for these methods once, when it loads its middleware: restart "
+        "to apply; middleware polls.middleware.StampMiddleware: __init__ changed; Django made "
+        "the middleware instance when it started: restart to run the new __init__; "
         "middleware polls.middleware.timing: the factory's own code changed" in line
     )
     server.save("mysite/settings.py", '    "polls.middleware.timing",\n', "")

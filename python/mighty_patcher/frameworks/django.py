@@ -267,8 +267,8 @@ class DjangoAdapter(Adapter):
         derived = sorted(c.__qualname__ for c in _subclasses(old))
         if derived:
             self._note(
-                f"{', '.join(derived)} (derived from {old.__qualname__}) keep the fields they "
-                f"were made with; restart to apply {old.__qualname__}'s new fields to them",
+                f"the forms derived from {old.__qualname__} ({', '.join(derived)}) keep the "
+                f"fields they were made with: restart to apply its new fields to them",
                 restart=True,
             )
 
