@@ -107,6 +107,8 @@ FILES = {
 
         from django.contrib import admin
         from django.db import models
+        from django.db.models.signals import post_save
+        from django.dispatch import receiver
         from django.utils import timezone
 
 
@@ -133,6 +135,11 @@ FILES = {
 
             def __str__(self):
                 return self.choice_text
+
+
+        @receiver(post_save, sender=Question)
+        def question_saved(sender, instance, **kwargs):
+            pass
     """,
     "polls/migrations/__init__.py": "",
     "polls/migrations/0001_initial.py": """
@@ -608,6 +615,14 @@ def test_model_methods_apply_live_and_field_changes_ask_for_a_migration(server: 
     assert "note: polls.Tag is a new model: run manage.py makemigrations and migrate" in line
     assert server.get("/polls/q/1/?show=choice_set") == (
         "str v2 | shout v3 | registered=True | polls.Choice.None"
+    )
+
+    # A signal receiver connected by its decorator: new decorator arguments need a restart.
+    server.save("polls/models.py", "@receiver(post_save, sender=Question)", "@receiver(post_save)")
+    line = server.wait_log(r"reloaded polls\.models")
+    assert (
+        "patched question_saved; needs a restart: signal receiver question_saved had its "
+        "decorators changed: it stays connected as it was" in line
     )
     server.assert_no_warning()
 

@@ -157,6 +157,13 @@ class DjangoAdapter(Adapter):
         before = self._middleware.pop(id(old), None)
         if before is not None and event.action in ("patched", "rebuilt"):
             self._middleware_changed(event, old, before)
+        if event.action in ("rebuilt", "removed") and _is_receiver(event):
+            what = "was removed" if event.action == "removed" else "had its decorators changed"
+            self._note(
+                f"signal receiver {event.name} {what}: it stays connected as it was when it "
+                f"was defined; restart to connect it as the file says",
+                restart=True,
+            )
 
     def _note(self, text: str, *, restart: bool = False) -> None:
         if self._report is not None:
@@ -555,6 +562,26 @@ def _refresh_urls(replaced: dict[int, Any], *, admin: bool) -> None:
         except Exception:
             continue  # a broken urlconf: Django says so at the next request
         stack += [p for p in patterns if isinstance(p, URLResolver)]
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+
+def _is_receiver(event: DefinitionEvent) -> bool:
+    """Whether the function ``event`` is about has a ``@receiver(...)`` decorator: its
+    connection was made with the function object the decorator got (a weak reference to a
+    new build goes away with it; a removed one stays)."""
+    node = event.node
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False
+    from django.dispatch import receiver
+
+    scope = vars(event.module)
+    for decorator in node.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if _resolve(target, scope) is receiver:
+            return True
+    return False
 
 
 # --- settings and middleware -----------------------------------------------------------------
