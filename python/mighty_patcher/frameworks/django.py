@@ -271,7 +271,9 @@ class DjangoAdapter(Adapter):
         for name in ("base_fields", "declared_fields", "_meta"):
             if name in new.__dict__:
                 type.__setattr__(old, name, new.__dict__[name])
-        derived = sorted(c.__qualname__ for c in _subclasses(old))
+        # Those a module defines: the admin makes subclasses of a form at each request
+        # (modelform_factory), which follow by themselves.
+        derived = sorted(c.__qualname__ for c in _subclasses(old) if _defined_in_module(c))
         if derived:
             self._note(
                 f"the forms derived from {old.__qualname__} ({', '.join(derived)}) keep the "
@@ -515,6 +517,12 @@ def _subclasses(cls: type) -> list[type]:
             found.append(sub)
             queue += type.__subclasses__(sub)
     return found
+
+
+def _defined_in_module(cls: type) -> bool:
+    """Whether ``cls`` is what its module's top-level name for it holds."""
+    module = sys.modules.get(getattr(cls, "__module__", None) or "")
+    return module is not None and vars(module).get(cls.__qualname__) is cls
 
 
 # --- urls ------------------------------------------------------------------------------------
