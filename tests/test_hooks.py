@@ -153,3 +153,74 @@ def test_what_an_adapter_did_for_a_whole_reload_is_undone_when_it_fails(project,
     assert not report.ok
     assert events[-1] == ("undo", "reload", "")
     assert not any(e[0] == "after_reload" for e in events)
+
+
+def test_an_adapter_may_have_a_rebuild_patched_in_place(project, adapter):
+    # As the Django adapter does for a model's new property: its metaclass reads fields only,
+    # so the changed statements are patched in and the metaclass does not run again.
+    cls, events = adapter
+    original = cls.before_definition
+
+    def in_place(self, event):
+        original(self, event)
+        if event.action == "rebuilt":
+            assert event.members == frozenset({"describe", "loud", "LIMIT"})
+            event.in_place = True
+
+    cls.before_definition = in_place
+    source = """
+    class Meta(type):
+        made = 0
+        def __new__(mcs, name, bases, ns):
+            Meta.made += 1
+            return super().__new__(mcs, name, bases, ns)
+    class Model(metaclass=Meta):
+        title = "a"
+        def describe(self):
+            return "old"
+    """
+    project.write("orm", source)
+    orm = project.module("orm")
+    obj = orm.Model()
+    project.start()
+    new = source.replace('"old"', '"new"').replace(
+        'title = "a"',
+        'title = "a"\n        LIMIT = 3\n        @property\n        def loud(self):\n'
+        "            return self.title.upper()",
+    )
+    (report,) = project.save("orm", new)
+    assert report.ok and report.needs_restart == []
+    assert (obj.describe(), obj.loud, orm.Model.LIMIT, orm.Meta.made) == ("new", "A", 3, 1)
+    assert [e for e in events if e[0] == "before"] == [
+        ("before", "rebuilt", "Model"),
+        ("before", "patched", "Model"),
+    ]
+
+
+def test_a_refused_rebuild_says_patched_only_for_what_was(project, adapter):
+    # A field refused while the methods only moved down: their line numbers follow, and the
+    # report does not say the class was patched.
+    cls, _ = adapter
+    original = cls.before_definition
+
+    def refuse_rebuilds(self, event):
+        if event.action == "rebuilt":
+            raise NeedsRestart(f"the fields of {event.name} changed")
+        original(self, event)
+
+    cls.before_definition = refuse_rebuilds
+    source = """
+    class Meta(type):
+        pass
+    class Model(metaclass=Meta):
+        title = "a"
+        def describe(self):
+            return "old"
+    """
+    project.write("orm", source)
+    orm = project.module("orm")
+    project.start()
+    (report,) = project.save("orm", source.replace('title = "a"', 'title = "a"\n        b = 1'))
+    assert report.needs_restart == ["the fields of Model changed"]
+    assert (report.patched, report.moved) == ([], ["Model"])
+    assert orm.Model.describe.__code__.co_firstlineno == 7

@@ -352,7 +352,11 @@ class Applier:
         # model's validator, an enum's tables) is taken too: every member, when it ran.
         if plan is not None and not plan.header and not _has_machinery(old, new_node):
             update, remove = set(plan.update), set(plan.remove)
-        event = self._event("rebuilt", name, old, new_node, update)
+        # The adapters hear which members the edit changed, even where every member is taken.
+        changed = update
+        if changed is None and plan is not None and not plan.header:
+            changed = None if new_node.decorator_list else set(plan.update)
+        event = self._event("rebuilt", name, old, new_node, changed)
         try:
             hooks.call("before_definition", event)
         except native.NeedsRestart as exc:
@@ -361,6 +365,10 @@ class Applier:
             if plan is not None and in_place:
                 self._patch_class_body(name, old, new_node, plan.methods_only(), old_node)
             return True
+        if event.in_place and plan is not None and in_place:
+            # An adapter knows the machinery reads none of what changed: a body edit.
+            if self._patch_class_body(name, old, new_node, plan, old_node):
+                return True
         event.new = new = self.build(stmt, name)
         kept = self._merge_class(
             name, old, new, dict(new.__dict__), update, remove, plan, new_node, old_node
@@ -489,6 +497,8 @@ class Applier:
             type.__setattr__(old, "__firstlineno__", first_line(new_node))
         if changed:
             self.report.patched.append(", ".join(f"{name}.{m}" for m in changed))
+        elif plan is not None and plan.relocated and (members is None or not members.changed):
+            self.report.moved.append(name)  # only members that moved: their line numbers
         if members is not None and members.changed:
             self.report.patched.append(f"{name} members ({members.describe()})")
         if follows or before.fields:

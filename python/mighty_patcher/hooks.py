@@ -16,7 +16,8 @@ Events, in the order a reload makes them:
   rebuilt (its decorators, or its class machinery, run again), added or removed. Raising
   :class:`~mighty_patcher.NeedsRestart` there refuses that change: the definition is left
   exactly as it was and the reason goes into the report as needing a restart; the rest of
-  the reload still applies.
+  the reload still applies. For a class rebuild, setting :attr:`DefinitionEvent.in_place`
+  there patches the changed statements in place instead.
 - :meth:`Adapter.after_definition`: the change was made.
 - :meth:`Adapter.inner_function`: the function a framework object holds (a Click command's
   callback), so that a body edit patches it in place without running the decorator again.
@@ -63,6 +64,7 @@ BUILTIN: dict[str, str] = {
     "flask": "mighty_patcher.frameworks.flask:FlaskAdapter",
     "fastapi": "mighty_patcher.frameworks.fastapi:FastAPIAdapter",
     "pydantic": "mighty_patcher.frameworks.pydantic:PydanticAdapter",
+    "django": "mighty_patcher.frameworks.django:DjangoAdapter",
 }
 
 
@@ -105,6 +107,14 @@ class DefinitionEvent:
     node: ast.stmt | None = None
     #: For a class: the members taken from the new version (None: all of them).
     members: frozenset[str] | None = None
+    #: ``before_definition`` of a class about to be ``rebuilt`` because statements of its
+    #: body changed: an adapter that knows the class's machinery reads none of them (a Django
+    #: model's new property, not a field) sets this to True, and they are run on their own
+    #: and patched into the class as a method body edit is: no metaclass, class decorator or
+    #: ``__init_subclass__`` runs (``patched`` events follow). Ignored when the class
+    #: statement's header changed (``members`` is None then) or the body cannot run on its
+    #: own.
+    in_place: bool = False
     _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def on_rollback(self, undo: Callable[[], None]) -> None:
