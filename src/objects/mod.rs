@@ -1,0 +1,29 @@
+//! Typed handles: a Python object checked once to be a function, a code object or a class,
+//! with accessors for the fields the crate reads. A handle is borrowed for `'py`, like
+//! [`crate::refs::Borrowed`]; what an accessor returns from a field that a patch may replace is
+//! a new reference, so it stays valid whatever happens to the field afterwards.
+//!
+//! A handle can only be made by a checked cast, so code taking a `Function<'_>` has the
+//! invariant "this is a live `PyFunctionObject`" from its type rather than from a comment.
+
+mod class;
+mod code;
+mod function;
+
+pub use class::Type;
+pub use code::Code;
+pub use function::Function;
+
+use crate::refs::Borrowed;
+
+/// `type(obj).__name__` of any object, for messages.
+pub fn type_name(obj: Borrowed<'_>) -> String {
+    // SAFETY: `obj` is alive, so is its type; `tp_name` is a NUL-terminated string the type
+    // owns for its whole life.
+    unsafe {
+        let name = (*pyo3_ffi::Py_TYPE(obj.as_ptr())).tp_name;
+        core::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
