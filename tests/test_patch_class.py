@@ -452,9 +452,7 @@ assert dict(C.__dict__) == before
         (("__doc__", "C"), "the class's new docstring"),
     ],
 )
-def test_an_audit_hook_refusing_any_part_of_a_class_patch_changes_nothing(
-    isolated, refused, what
-):
+def test_an_audit_hook_refusing_any_part_of_a_class_patch_changes_nothing(isolated, refused, what):
     """Everything that can refuse runs before anything changes: an audit hook vetoing one
     part of the patch leaves the whole class as it was."""
     proc = isolated(AUDITED_CLASS.format(refused=refused))

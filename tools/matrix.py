@@ -6,9 +6,9 @@ test suite and the call-speed benchmark, and print one table.
 
 Interpreters come from pyenv (~/.pyenv/versions), from ``tools/cpython.sh``'s cache
 (``$CPYTHON_CACHE``, default ~/.cache/mighty-patcher/cpython), from PATH, or are built with
-``tools/cpython.sh`` (3.14 and 3.15 on these machines; a few minutes each the first time). Each version gets its own
-virtualenv under ``.matrix/``; the wheel is installed (not an editable install), so every
-version is tested against exactly what a user would get.
+``tools/cpython.sh`` (3.14 and 3.15 on these machines; a few minutes each the first time).
+Each version gets its own virtualenv under ``.matrix/``; the wheel is installed (not an
+editable install), so every version is tested against exactly what a user would get.
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = ["3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
 BUILD_CPYTHON = ROOT / "tools" / "cpython.sh"
-CACHE = Path(
-    os.environ.get("CPYTHON_CACHE", Path.home() / ".cache" / "mighty-patcher" / "cpython")
-)
+CACHE = Path(os.environ.get("CPYTHON_CACHE", Path.home() / ".cache" / "mighty-patcher" / "cpython"))
 WORK = ROOT / ".matrix"
 
 

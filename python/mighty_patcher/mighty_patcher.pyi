@@ -103,6 +103,23 @@ def functions_using(codes: Iterable[CodeType], /) -> list[FunctionType]:
     GC-tracked heap, in C (``PyUnstable_GC_VisitObjects`` on 3.12+, ``gc.get_objects()``
     before)."""
 
+def member_functions(value: object, /) -> list[FunctionType]:
+    """The functions ``value`` holds as a class member, which :func:`patch_class` patches in
+    place when the member changes: a function itself; the function of a ``staticmethod`` or
+    ``classmethod``; each accessor (``fget``, ``fset``, ``fdel``) of a ``property`` that is a
+    function. Only those exact types: a subclass of ``property``, for example, holds none (a
+    class patch replaces it). Anything else: an empty list."""
+
+def member_function_pairs(
+    old: object, new: object, /
+) -> list[tuple[FunctionType, FunctionType]] | None:
+    """How :func:`patch_class` patches class member ``old`` into ``new``: the ``(old, new)``
+    function pairs it patches in place, role by role, when both are functions, both
+    staticmethods (or both classmethods) around functions, or both properties whose accessors
+    are, role by role, both functions or both absent (then possibly an empty list); ``None``
+    when ``new`` replaces ``old`` instead (a property gaining a setter, a function becoming a
+    staticmethod, anything else)."""
+
 def currently_reloading() -> bool:
     """True while the calling thread is applying a reload (inside :func:`reloading`)."""
 
