@@ -64,6 +64,18 @@ pub fn string(text: &str) -> PyResult<Owned> {
     unsafe { Owned::from_new(PyUnicode_FromString(text.as_ptr())) }
 }
 
+/// The name of `obj`'s type (`tp_name`), for messages.
+pub fn type_name(obj: Borrowed<'_>) -> String {
+    // SAFETY: `obj` is alive, so is its type; `tp_name` is a NUL-terminated string the type
+    // owns for its whole life.
+    unsafe {
+        let name = (*pyo3_ffi::Py_TYPE(obj.as_ptr())).tp_name;
+        core::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// `str(obj)` for messages; never fails (an error while formatting gives `<?>`).
 pub fn text(obj: Borrowed<'_>) -> String {
     // SAFETY: `obj` is alive for the call; PyObject_Str returns a new reference or NULL.

@@ -6,8 +6,7 @@ use pyo3_ffi::{
     PyCode_Check, PyLong_AsLong, PyObject_GetAttrString, PyTuple_GET_ITEM, PyTuple_GET_SIZE,
 };
 
-use super::type_name;
-use crate::convert::{type_error, utf8};
+use crate::convert::{type_error, type_name, utf8};
 use crate::errors::{PyResult, Raised};
 use crate::refs::{Borrowed, Owned};
 

@@ -15,8 +15,7 @@
 
 use pyo3_ffi::{PyFunction_Check, PyFunctionObject, PyObject, vectorcallfunc};
 
-use super::type_name;
-use crate::convert::{text, type_error};
+use crate::convert::{text, type_error, type_name};
 use crate::errors::PyResult;
 use crate::refs::{Borrowed, Owned};
 

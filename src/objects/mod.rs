@@ -13,17 +13,3 @@ mod function;
 pub use class::Type;
 pub use code::Code;
 pub use function::Function;
-
-use crate::refs::Borrowed;
-
-/// `type(obj).__name__` of any object, for messages.
-pub fn type_name(obj: Borrowed<'_>) -> String {
-    // SAFETY: `obj` is alive, so is its type; `tp_name` is a NUL-terminated string the type
-    // owns for its whole life.
-    unsafe {
-        let name = (*pyo3_ffi::Py_TYPE(obj.as_ptr())).tp_name;
-        core::ffi::CStr::from_ptr(name)
-            .to_string_lossy()
-            .into_owned()
-    }
-}
