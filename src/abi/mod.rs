@@ -130,13 +130,13 @@ pub fn require_gil() -> Result<(), Raised> {
                     return Ok(());
                 }
             }
-            return Err(raise(
+            Err(raise(
                 pyo3_ffi::PyExc_RuntimeError,
                 "the GIL is disabled (PYTHON_GIL=0 or -X gil=0): mighty_patcher relies on it \
                  to keep other threads out while it patches functions and classes or runs a \
                  Watcher; run with the GIL enabled, as CPython does by default when \
                  mighty_patcher is imported",
-            ));
+            ))
         }
     }
     #[cfg(not(Py_GIL_DISABLED))]
