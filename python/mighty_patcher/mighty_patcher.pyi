@@ -53,9 +53,12 @@ def patch_function(target: FunctionType, source: FunctionType, /) -> None:
     Warm call sites specialised on ``target`` are invalidated; on 3.13+ the function is given
     the version a fresh function with the new code would have, so calls stay fast. The audit
     event ``object.__setattr__`` (``target``, ``"__code__"``, new code) is raised first; a
-    hook that raises refuses the patch and nothing changes. Old code, closure and defaults are
-    released once nothing runs them; old globals and builtins stay alive while a frame
-    running the old code exists.
+    hook that raises refuses the patch and nothing changes. Function watchers (3.12+) are
+    told ``MODIFY_CODE``, ``MODIFY_DEFAULTS``, ``MODIFY_KWDEFAULTS`` (and ``MODIFY_QUALNAME``,
+    3.15+) as CPython's own setters would tell them (``docs/native.md`` has the order). Old
+    code, closure and defaults are released once nothing runs them; old globals and builtins
+    stay alive while any frame that reads them (running, suspended in a generator or
+    coroutine, or kept by a traceback) can still run.
 
     Raises ``TypeError`` unless both are Python functions.
     """
@@ -96,6 +99,8 @@ def patch_class(
 
     Raises :class:`NeedsRestart`, changing nothing, when instances could not follow: a
     different ``__slots__`` or instance layout, bases or a metaclass CPython refuses to switch.
+    All or nothing: an audit hook refusing any part of the patch (a method's new code, the
+    new docstring, ...) leaves the class as it was.
     """
 
 def functions_using(codes: Iterable[CodeType], /) -> list[FunctionType]:
