@@ -147,7 +147,7 @@ pub fn new_part() -> Box<dyn core::any::Any> {
 /// # Safety
 /// `module` is this extension's module, alive and executed; GIL held.
 unsafe fn registry<'a>(module: Borrowed<'a>) -> &'a RefCell<Registry> {
-    // SAFETY: forwarded contract: the module is ours and alive for `'a`.
+    // SAFETY: the module is ours (made from our definition) and alive for `'a`.
     unsafe { state::of(module.as_ptr()) }
         .and_then(State::part::<RefCell<Registry>>)
         .expect("module exec installs the registry")
@@ -163,7 +163,8 @@ pub fn of_state(state: &State) -> Option<&RefCell<Registry>> {
 /// # Safety
 /// `module` is this extension's module, alive and executed; GIL held.
 pub unsafe fn add_native(module: Borrowed<'_>, function: NativeCallback, arg: *mut c_void) {
-    // SAFETY: forwarded contract.
+    // SAFETY: `module` is our executed module, alive for the call (the contract of every
+    // function here, which `registry` needs).
     unsafe { registry(module) }
         .borrow_mut()
         .add_native(function, arg);
@@ -179,7 +180,8 @@ pub unsafe fn remove_native(
     function: NativeCallback,
     arg: *mut c_void,
 ) -> PyResult<()> {
-    // SAFETY: forwarded contract.
+    // SAFETY: `module` is our executed module, alive for the call (the contract of every
+    // function here, which `registry` needs).
     let removed = unsafe { registry(module) }
         .borrow_mut()
         .remove_native(function, arg);
@@ -206,7 +208,8 @@ pub unsafe fn add_python(module: Borrowed<'_>, callable: Borrowed<'_>) -> PyResu
             "add_reload_callback() takes a callable",
         ));
     }
-    // SAFETY: forwarded contract.
+    // SAFETY: `module` is our executed module, alive for the call (the contract of every
+    // function here, which `registry` needs).
     unsafe { registry(module) }
         .borrow_mut()
         .push(Callback::Python(callable.to_owned()));

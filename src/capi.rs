@@ -171,7 +171,8 @@ unsafe fn serve<T>(operation: impl FnOnce(Borrowed<'_>) -> PyResult<T>) -> PyRes
 /// # Safety
 /// `ptr` is NULL or a live object the caller keeps alive for the call.
 unsafe fn required<'a>(ptr: *mut PyObject, entry: &str, name: &str) -> PyResult<Borrowed<'a>> {
-    // SAFETY: forwarded contract.
+    // SAFETY: `ptr` is NULL or an object the C caller lends for the whole call (the C API's
+    // rule: object arguments are borrowed).
     unsafe { Borrowed::from_ptr(ptr) }.ok_or_else(|| {
         // SAFETY: static exception type.
         raise(

@@ -81,7 +81,8 @@ impl Search<'_, '_> {
             if !self.seen.insert(frame.as_ptr() as usize) {
                 break;
             }
-            // SAFETY: forwarded contract.
+            // SAFETY: `frame` is a frame object: the walk starts from one (this function's
+            // contract) and `PyFrame_GetBack` returns frame objects; the GIL is held.
             unsafe { self.look_at(&frame)? };
             // SAFETY: a live frame object; returns a new reference to the caller's frame object
             // (made if needed) or NULL, without an exception, at the bottom.

@@ -32,7 +32,8 @@ pub type Predicate<'a> = &'a mut dyn FnMut(*mut PyObject) -> bool;
 /// GIL held; `wanted` keeps the rules of [`Predicate`].
 pub unsafe fn collect(wanted: Predicate<'_>) -> PyResult<Vec<Owned>> {
     let mut found = Vec::new();
-    // SAFETY: forwarded contract.
+    // SAFETY: the GIL is held and `wanted` only reads (this function's contract), which is what
+    // both walks need.
     unsafe { visit_all(wanted, &mut found)? };
     Ok(found)
 }

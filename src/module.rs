@@ -203,7 +203,8 @@ unsafe extern "C" fn traverse(module: *mut PyObject, visit: visitproc, arg: *mut
     // collection triggered by an allocation inside a borrow could see that) is not traversed:
     // its references then count as external, and nothing is collected by mistake.
     if let Some(Ok(registry)) = callbacks::of_state(state).map(RefCell::try_borrow) {
-        // SAFETY: forwarded from the GC.
+        // SAFETY: `visit` and `arg` are the collector's, passed on unchanged during its
+        // traversal of the module.
         return unsafe { registry.traverse(visit, arg) };
     }
     0

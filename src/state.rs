@@ -112,6 +112,7 @@ pub unsafe fn of<'m>(module: *mut PyObject) -> Option<&'m State> {
 /// # Safety
 /// As [`of`]. (A module made from our definition always has a state: `m_size` is not 0.)
 pub unsafe fn get<'m>(module: *mut PyObject) -> &'m State {
-    // SAFETY: forwarded contract.
+    // SAFETY: the caller passes a live module made from our definition, which is all `of`
+    // needs.
     unsafe { of(module) }.expect("a module made from our definition has a state")
 }

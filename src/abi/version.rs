@@ -68,7 +68,8 @@ pub unsafe fn after_write(func: Function<'_>) {
     }
     #[cfg(Py_3_13)]
     {
-        // SAFETY: forwarded contract.
+        // SAFETY: the function's fields are consistent and its version was just cleared above,
+        // as `restore` requires; the GIL is held.
         unsafe { restore(func) };
     }
     #[cfg(not(Py_3_11))]

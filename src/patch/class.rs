@@ -193,7 +193,8 @@ unsafe fn commit(state: &State, plans: &[&Plan], prepared: Vec<Prepared<'_>>) ->
     }
     let mut applied: Vec<Applied<'_>> = Vec::with_capacity(prepared.len());
     for patch in prepared {
-        // SAFETY: forwarded contract.
+        // SAFETY: the GIL is held and `require_gil` passed (`patch_class` checked it before
+        // anything was prepared).
         match unsafe { patch.commit() } {
             Ok(done) => applied.push(done),
             // SAFETY: an exception is set; GIL held.

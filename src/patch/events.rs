@@ -95,14 +95,15 @@ impl Plan {
 pub unsafe fn store(func: Function<'_>, new: Values, plan: Plan) -> PyResult<Values> {
     #[cfg(Py_3_12)]
     {
-        // SAFETY: forwarded contract.
+        // SAFETY: `new` holds values read from one function (or a code object and the closure
+        // built for it), consistent once stored; the GIL is held.
         unsafe { store_telling_watchers(func, new, plan) }
     }
     #[cfg(not(Py_3_12))]
     {
         let _ = plan;
-        // SAFETY: forwarded contract; the values form a consistent function once stored, and no
-        // code runs during the stores.
+        // SAFETY: the values form a consistent function once stored (the contract above), and
+        // no code runs during the stores.
         Ok(unsafe { new.store(func) })
     }
 }
@@ -127,7 +128,7 @@ unsafe fn store_telling_watchers(
 
     let mut old = match code {
         None => {
-            // SAFETY: forwarded contract (no code change: the fields agree with the code).
+            // SAFETY: no code change: the stored fields agree with the code the function keeps.
             unsafe { store_directly(func, new) }
         }
         Some(code) => {
@@ -189,7 +190,8 @@ unsafe fn store_telling_watchers(
 /// As [`Values::store`]; the function is consistent once `values` are stored.
 #[cfg(Py_3_12)]
 unsafe fn store_directly(func: Function<'_>, values: Values) -> Values {
-    // SAFETY: forwarded contract; the function is consistent when `after_write` runs.
+    // SAFETY: the values are consistent once stored (this function's contract), so the
+    // function is consistent when `after_write` runs; no code runs in between.
     unsafe {
         let old = values.store(func);
         crate::abi::version::after_write(func);

@@ -92,7 +92,10 @@ impl Field {
     }
 
     /// Whether `func` holds exactly `value` (by identity; `None` for NULL).
-    #[cfg_attr(not(Py_3_11), allow(dead_code, reason = "namespaces and events: 3.11+"))]
+    #[cfg_attr(
+        not(Py_3_11),
+        allow(dead_code, reason = "namespaces and events: 3.11+")
+    )]
     pub fn holds(self, func: Function<'_>, value: Option<&Owned>) -> bool {
         // SAFETY: a plain read of a pointer field of a live function.
         let current = unsafe { *self.place(func) };
@@ -127,7 +130,10 @@ impl Values {
     }
 
     /// The value for `field`, if `self` has one (`Some(None)`: the field is to be NULL).
-    #[cfg_attr(not(Py_3_11), allow(dead_code, reason = "namespaces and events: 3.11+"))]
+    #[cfg_attr(
+        not(Py_3_11),
+        allow(dead_code, reason = "namespaces and events: 3.11+")
+    )]
     pub fn get(&self, field: Field) -> Option<Option<&Owned>> {
         self.0
             .iter()

@@ -205,7 +205,7 @@ pub unsafe fn patch_function(
     if target.is(source) {
         return Ok(());
     }
-    // SAFETY: forwarded contract; the GIL was just checked.
+    // SAFETY: the GIL is held (this function's contract) and `require_gil` passed above.
     let applied = unsafe { prepare(state, target, source)?.commit()? };
     drop(applied);
     Ok(())
@@ -249,7 +249,7 @@ pub unsafe fn swap_code(state: &State, func: Borrowed<'_>, code: Borrowed<'_>) -
     crate::abi::require_gil()?;
     let func = Function::expect(func, "the function to patch")?;
     let code = Code::expect(code, "the new code")?;
-    // SAFETY: forwarded contract; the GIL was just checked.
+    // SAFETY: the GIL is held (this function's contract) and `require_gil` passed above.
     let applied = unsafe { prepare_swap(state, func, code)?.commit()? };
     drop(applied);
     Ok(())
