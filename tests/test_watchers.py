@@ -104,7 +104,11 @@ def test_a_new_free_variable_count_is_still_told_after_the_store(run):
                 return x
             return f
         f = watch(outer())
-        new = define("def f():\\n    return 'no closure'\\n", "f")
+        # The same qualname, so that 3.15 has no MODIFY_QUALNAME to tell.
+        new = define(
+            "def outer():\\n    def f():\\n        return 'no closure'\\n    return f\\n",
+            "outer",
+        )()
         mp.patch_function(f, new)
         report("free vars", [new.__code__])
         assert f() == "no closure"
