@@ -17,6 +17,7 @@
 //!   by its `m_clear`; C callbacks are a plain function pointer and `void *arg`, which the
 //!   registry neither owns nor reads.
 
+use core::cell::RefCell;
 use core::ffi::{c_int, c_void};
 use std::ffi::CString;
 
@@ -29,7 +30,7 @@ use pyo3_ffi::{
 use crate::abi::ffi;
 use crate::errors::{PyResult, Raised, raise};
 use crate::refs::{Borrowed, Owned};
-use crate::state;
+use crate::state::{self, State};
 
 /// A C reload callback: 0 on success, -1 with an exception set on failure. `report` is
 /// borrowed for the call.
@@ -49,8 +50,8 @@ struct Entry {
     callback: Callback,
 }
 
-/// The registered callbacks, in registration order. Owned by the module state
-/// (`Box::into_raw`), freed by `m_free`.
+/// The registered callbacks, in registration order: a part of the module state
+/// ([`new_part`]), dropped with the module.
 #[derive(Default)]
 pub struct Registry {
     next_id: u64,
@@ -134,14 +135,27 @@ impl Registry {
     }
 }
 
-/// The registry of `module`, borrowed for a short step that runs no Python code.
+/// The registry, as a part of the module state (see `state`): installed by `module` when the
+/// module is executed, dropped with it.
+pub fn new_part() -> Box<dyn core::any::Any> {
+    Box::new(RefCell::new(Registry::default()))
+}
+
+/// The registry of `module`. Borrowed (`borrow`/`borrow_mut`) only for a step that runs no
+/// Python code, so a callback that calls back into the module never finds it borrowed.
 ///
 /// # Safety
 /// `module` is this extension's module, alive and executed; GIL held.
-unsafe fn registry<'a>(module: Borrowed<'a>) -> &'a mut Registry {
-    // SAFETY: `callbacks` is set by `state::exec` before any function of the module can run
-    // and freed only by `m_free`, when the module (kept alive by the caller) is deallocated.
-    unsafe { &mut *state::of(module.as_ptr()).callbacks }
+unsafe fn registry<'a>(module: Borrowed<'a>) -> &'a RefCell<Registry> {
+    // SAFETY: the module is ours (made from our definition) and alive for `'a`.
+    unsafe { state::of(module.as_ptr()) }
+        .and_then(State::part::<RefCell<Registry>>)
+        .expect("module exec installs the registry")
+}
+
+/// The registry of a state, for the module's `m_traverse` and `m_clear` (`None` before `exec`).
+pub fn of_state(state: &State) -> Option<&RefCell<Registry>> {
+    state.part::<RefCell<Registry>>()
 }
 
 /// Registers a C callback.
@@ -149,8 +163,11 @@ unsafe fn registry<'a>(module: Borrowed<'a>) -> &'a mut Registry {
 /// # Safety
 /// `module` is this extension's module, alive and executed; GIL held.
 pub unsafe fn add_native(module: Borrowed<'_>, function: NativeCallback, arg: *mut c_void) {
-    // SAFETY: forwarded contract.
-    unsafe { registry(module) }.add_native(function, arg);
+    // SAFETY: `module` is our executed module, alive for the call (the contract of every
+    // function here, which `registry` needs).
+    unsafe { registry(module) }
+        .borrow_mut()
+        .add_native(function, arg);
 }
 
 /// Unregisters the earliest registration of a C callback with this `arg`; raises ValueError if
@@ -163,8 +180,12 @@ pub unsafe fn remove_native(
     function: NativeCallback,
     arg: *mut c_void,
 ) -> PyResult<()> {
-    // SAFETY: forwarded contract.
-    if unsafe { registry(module) }.remove_native(function, arg) {
+    // SAFETY: `module` is our executed module, alive for the call (the contract of every
+    // function here, which `registry` needs).
+    let removed = unsafe { registry(module) }
+        .borrow_mut()
+        .remove_native(function, arg);
+    if removed {
         return Ok(());
     }
     // SAFETY: static exception type.
@@ -187,8 +208,11 @@ pub unsafe fn add_python(module: Borrowed<'_>, callable: Borrowed<'_>) -> PyResu
             "add_reload_callback() takes a callable",
         ));
     }
-    // SAFETY: forwarded contract.
-    unsafe { registry(module) }.push(Callback::Python(callable.to_owned()));
+    // SAFETY: `module` is our executed module, alive for the call (the contract of every
+    // function here, which `registry` needs).
+    unsafe { registry(module) }
+        .borrow_mut()
+        .push(Callback::Python(callable.to_owned()));
     Ok(())
 }
 
@@ -202,8 +226,10 @@ pub unsafe fn remove_python(module: Borrowed<'_>, callable: Borrowed<'_>) -> PyR
     // SAFETY: forwarded contract; the module is kept alive by `module` while comparisons run
     // Python code.
     unsafe {
-        for id in registry(module.borrow()).ids() {
-            let Some(Callback::Python(candidate)) = registry(module.borrow()).get(id) else {
+        let ids = registry(module.borrow()).borrow().ids();
+        for id in ids {
+            let candidate = registry(module.borrow()).borrow().get(id);
+            let Some(Callback::Python(candidate)) = candidate else {
                 continue;
             };
             match PyObject_RichCompareBool(candidate.as_ptr(), callable.as_ptr(), Py_EQ) {
@@ -211,10 +237,14 @@ pub unsafe fn remove_python(module: Borrowed<'_>, callable: Borrowed<'_>) -> PyR
                 0 => continue,
                 _ => {}
             }
-            let entries = &mut registry(module.borrow()).entries;
-            if let Some(i) = entries.iter().position(|e| e.id == id) {
-                let removed = entries.remove(i);
-                // Dropped last: the decref may run Python code.
+            let removed = {
+                let mut registry = registry(module.borrow()).borrow_mut();
+                let at = registry.entries.iter().position(|e| e.id == id);
+                at.map(|i| registry.entries.remove(i))
+            };
+            if removed.is_some() {
+                // Dropped last, with the registry no longer borrowed: the decref may run
+                // Python code.
                 drop(removed);
                 return Ok(());
             }
@@ -243,8 +273,10 @@ pub unsafe fn notify(module: Borrowed<'_>, report: Borrowed<'_>) -> PyResult<()>
     let module = module.to_owned();
     // SAFETY: forwarded contract; each step re-reads the registry, which callbacks may change.
     unsafe {
-        for id in registry(module.borrow()).ids() {
-            match registry(module.borrow()).get(id) {
+        let ids = registry(module.borrow()).borrow().ids();
+        for id in ids {
+            let callback = registry(module.borrow()).borrow().get(id);
+            match callback {
                 None => {}
                 Some(Callback::Native { function, arg }) => {
                     let status = function(report.as_ptr(), arg);

@@ -27,11 +27,12 @@ use core::ptr;
 use std::sync::{Mutex, PoisonError};
 
 use pyo3_ffi::{
-    Py_REFCNT, PyCapsule_New, PyExc_RuntimeError, PyExc_SystemError, PyInterpreterState_Get,
-    PyInterpreterState_GetID, PyModule_AddObjectRef, PyObject,
+    Py_REFCNT, PyCapsule_New, PyExc_RuntimeError, PyExc_SystemError, PyModule_AddObjectRef,
+    PyObject,
 };
 
 use crate::callbacks::{self, NativeCallback};
+use crate::convert::status;
 use crate::errors::{PyResult, Raised, raise};
 use crate::refs::{Borrowed, Owned};
 use crate::{abi, heap, patch, reloading, state};
@@ -93,17 +94,6 @@ fn serving_list() -> std::sync::MutexGuard<'static, Vec<Serving>> {
     SERVING.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// ID of the calling thread's interpreter.
-///
-/// # Safety
-/// GIL held (an attached thread state).
-unsafe fn interpreter_id() -> PyResult<i64> {
-    // SAFETY: with an attached thread state, PyInterpreterState_Get returns its interpreter;
-    // GetID returns -1 with an exception set if the interpreter has no ID.
-    let id = unsafe { PyInterpreterState_GetID(PyInterpreterState_Get()) };
-    if id < 0 { Err(Raised) } else { Ok(id) }
-}
-
 /// Adds the `_C_API` capsule to `module` and lists the module as the one serving its
 /// interpreter. The last step of `Py_mod_exec`.
 ///
@@ -122,7 +112,7 @@ pub unsafe fn publish(module: *mut PyObject) -> PyResult<()> {
         if PyModule_AddObjectRef(module, c"_C_API".as_ptr(), capsule.as_ptr()) < 0 {
             return Err(Raised);
         }
-        let interpreter = interpreter_id()?;
+        let interpreter = abi::interpreter_id()?;
         serving_list().push(Serving {
             interpreter,
             module: module as usize,
@@ -142,7 +132,7 @@ pub fn withdraw(module: *mut PyObject) {
 /// GIL held.
 unsafe fn serving_module() -> PyResult<Owned> {
     // SAFETY: GIL held (forwarded).
-    let interpreter = unsafe { interpreter_id()? };
+    let interpreter = unsafe { abi::interpreter_id()? };
     let list = serving_list();
     for entry in list.iter().rev().filter(|s| s.interpreter == interpreter) {
         let module = entry.module as *mut PyObject;
@@ -181,7 +171,8 @@ unsafe fn serve<T>(operation: impl FnOnce(Borrowed<'_>) -> PyResult<T>) -> PyRes
 /// # Safety
 /// `ptr` is NULL or a live object the caller keeps alive for the call.
 unsafe fn required<'a>(ptr: *mut PyObject, entry: &str, name: &str) -> PyResult<Borrowed<'a>> {
-    // SAFETY: forwarded contract.
+    // SAFETY: `ptr` is NULL or an object the C caller lends for the whole call (the C API's
+    // rule: object arguments are borrowed).
     unsafe { Borrowed::from_ptr(ptr) }.ok_or_else(|| {
         // SAFETY: static exception type.
         raise(
@@ -191,20 +182,13 @@ unsafe fn required<'a>(ptr: *mut PyObject, entry: &str, name: &str) -> PyResult<
     })
 }
 
-fn status(result: PyResult<()>) -> c_int {
-    match result {
-        Ok(()) => 0,
-        Err(Raised) => -1,
-    }
-}
-
 unsafe extern "C" fn patch_function(target: *mut PyObject, source: *mut PyObject) -> c_int {
     // SAFETY: the caller holds the GIL and lends both objects for the call (borrowed).
     status(unsafe {
         serve(|module| {
             let target = required(target, "patch_function", "target")?;
             let source = required(source, "patch_function", "source")?;
-            patch::function::patch_function(state::of(module.as_ptr()), target, source)
+            patch::function::patch_function(state::get(module.as_ptr()), target, source)
         })
     })
 }
@@ -215,7 +199,7 @@ unsafe extern "C" fn swap_code(function: *mut PyObject, code: *mut PyObject) -> 
         serve(|module| {
             let function = required(function, "swap_code", "function")?;
             let code = required(code, "swap_code", "code")?;
-            patch::function::swap_code(state::of(module.as_ptr()), function, code)
+            patch::function::swap_code(state::get(module.as_ptr()), function, code)
         })
     })
 }
@@ -235,7 +219,7 @@ unsafe extern "C" fn patch_class(
                 Borrowed::from_ptr(update),
                 Borrowed::from_ptr(remove),
             )?;
-            patch::class::patch_class(state::of(module.as_ptr()), old, new, &filter)
+            patch::class::patch_class(state::get(module.as_ptr()), old, new, &filter)
         })
     })
 }
@@ -251,7 +235,7 @@ unsafe extern "C" fn functions_using(codes: *mut PyObject) -> *mut PyObject {
 unsafe extern "C" fn currently_reloading() -> c_int {
     // SAFETY: the caller holds the GIL.
     let result =
-        unsafe { serve(|module| Ok(reloading::currently_reloading(state::of(module.as_ptr())))) };
+        unsafe { serve(|module| Ok(reloading::currently_reloading(state::get(module.as_ptr())))) };
     result.map_or(-1, c_int::from)
 }
 
@@ -259,7 +243,7 @@ unsafe extern "C" fn enter_reloading() -> c_int {
     // SAFETY: the caller holds the GIL.
     status(unsafe {
         serve(|module| {
-            reloading::enter(state::of(module.as_ptr()));
+            reloading::enter(state::get(module.as_ptr()));
             Ok(())
         })
     })
@@ -269,7 +253,7 @@ unsafe extern "C" fn exit_reloading() -> c_int {
     // SAFETY: the caller holds the GIL.
     status(unsafe {
         serve(|module| {
-            reloading::exit(state::of(module.as_ptr()));
+            reloading::exit(state::get(module.as_ptr()));
             Ok(())
         })
     })

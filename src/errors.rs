@@ -1,11 +1,12 @@
 //! Error convention: a fallible function returns `PyResult<T>`; `Err(Raised)` means a Python
 //! exception is set and the caller should return NULL (or -1) to CPython without touching it.
+//!
+//! The bottom rung of the crate: it depends on nothing of ours.
 
+use core::ptr;
 use std::ffi::CString;
 
-use pyo3_ffi::{PyErr_Clear, PyErr_SetString, PyObject, PyObject_Str, PyUnicode_AsUTF8AndSize};
-
-use crate::refs::{Borrowed, Owned};
+use pyo3_ffi::{Py_XDECREF, PyErr_SetString, PyObject};
 
 /// Marker: a Python exception has been set.
 #[derive(Debug)]
@@ -22,57 +23,77 @@ pub fn raise(exc: *mut PyObject, message: &str) -> Raised {
     Raised
 }
 
-/// `str(obj)` for messages; never fails (an error while formatting gives `<?>`).
-pub fn text(obj: Borrowed<'_>) -> String {
-    // SAFETY: `obj` is alive for the call; PyObject_Str returns a new reference or NULL.
-    let Ok(s) = (unsafe { Owned::from_new(PyObject_Str(obj.as_ptr())) }) else {
-        // SAFETY: an exception is set by the failed call; we drop it on purpose.
-        unsafe { PyErr_Clear() };
-        return "<?>".to_owned();
-    };
-    utf8(s.borrow()).unwrap_or_else(|| "<?>".to_owned())
+/// The exception currently set, taken out of the error indicator so that code which must not
+/// run with an exception set (undoing a half-done step) can run, then put back with
+/// [`Pending::restore`].
+pub struct Pending {
+    kind: *mut PyObject,
+    value: *mut PyObject,
+    traceback: *mut PyObject,
 }
 
-/// The UTF-8 contents of a `str`, or `None` (with no exception left set) if it has none.
-pub fn utf8(s: Borrowed<'_>) -> Option<String> {
-    let mut size = 0;
-    // SAFETY: `s` is alive; the returned buffer is owned by `s` and copied before `s` can die.
-    let data = unsafe { PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size) };
-    if data.is_null() {
-        // SAFETY: the failed call set an exception, which we drop on purpose.
-        unsafe { PyErr_Clear() };
-        return None;
+impl Pending {
+    /// Takes the exception currently set (the indicator is then clear).
+    ///
+    /// # Safety
+    /// GIL held.
+    pub unsafe fn take() -> Pending {
+        let mut pending = Pending {
+            kind: ptr::null_mut(),
+            value: ptr::null_mut(),
+            traceback: ptr::null_mut(),
+        };
+        // PyErr_Fetch is deprecated since 3.12 in favour of PyErr_GetRaisedException, which
+        // 3.10 and 3.11 lack; every supported version still exports it.
+        // SAFETY: PyErr_Fetch moves three new references (each possibly NULL) into `pending`,
+        // which owns them until `restore` or drop.
+        #[allow(deprecated, reason = "see above")]
+        unsafe {
+            pyo3_ffi::PyErr_Fetch(
+                &mut pending.kind,
+                &mut pending.value,
+                &mut pending.traceback,
+            )
+        };
+        pending
     }
-    // SAFETY: CPython guarantees `size` valid bytes at `data`.
-    let bytes = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), size as usize) };
-    Some(String::from_utf8_lossy(bytes).into_owned())
+
+    /// The three parts, normalised (the value an exception instance), still owned by `self`.
+    ///
+    /// # Safety
+    /// GIL held.
+    pub unsafe fn normalised_value(&mut self) -> *mut PyObject {
+        // SAFETY: normalising keeps the three references owned by `self` (it may replace them).
+        #[allow(deprecated, reason = "see `take`")]
+        unsafe {
+            pyo3_ffi::PyErr_NormalizeException(&mut self.kind, &mut self.value, &mut self.traceback)
+        };
+        self.value
+    }
+
+    /// Sets the exception again; `Raised`, to propagate it.
+    ///
+    /// # Safety
+    /// GIL held; no exception is set.
+    pub unsafe fn restore(self) -> Raised {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: PyErr_Restore steals the three references, which `this` no longer drops.
+        #[allow(deprecated, reason = "see `take`")]
+        unsafe {
+            pyo3_ffi::PyErr_Restore(this.kind, this.value, this.traceback)
+        };
+        Raised
+    }
 }
 
-/// Takes the exception currently set and returns its message (`str(exc)`), leaving no
-/// exception set; used to fold a lower-level failure into a clearer one.
-pub fn take_message() -> String {
-    // PyErr_Fetch is deprecated since 3.12 in favour of PyErr_GetRaisedException, which 3.10
-    // and 3.11 lack; every supported version still exports it (see `abi::ffi`).
-    let (mut kind, mut value, mut tb) = (
-        core::ptr::null_mut(),
-        core::ptr::null_mut(),
-        core::ptr::null_mut(),
-    );
-    // SAFETY: PyErr_Fetch moves the three new references (each possibly NULL) to us and
-    // clears the indicator; PyErr_NormalizeException keeps them owned by us.
-    unsafe {
-        #[allow(deprecated, reason = "see above")]
-        pyo3_ffi::PyErr_Fetch(&mut kind, &mut value, &mut tb);
-        #[allow(deprecated, reason = "see above")]
-        pyo3_ffi::PyErr_NormalizeException(&mut kind, &mut value, &mut tb);
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // SAFETY: the three are owned references or NULL; a `Pending` only exists with the GIL
+        // held (it is made by `take` and lives within the call that made it).
+        unsafe {
+            Py_XDECREF(self.kind);
+            Py_XDECREF(self.value);
+            Py_XDECREF(self.traceback);
+        }
     }
-    // SAFETY: the three are new references (or NULL) that we now own.
-    let (_kind, value, _tb) = unsafe {
-        (
-            Owned::from_new_opt(kind),
-            Owned::from_new_opt(value),
-            Owned::from_new_opt(tb),
-        )
-    };
-    value.map(|v| text(v.borrow())).unwrap_or_default()
 }

@@ -1,44 +1,22 @@
-//! The module's Python-facing functions: check arguments, call one operation, convert the
-//! result. Documented for users in `python/mighty_patcher/mighty_patcher.pyi`.
+//! The module's Python-facing functions and their method table: check arguments, call one
+//! operation, convert the result. Documented for users in
+//! `python/mighty_patcher/mighty_patcher.pyi` and `docs/native.md`.
 
 use core::ptr;
 
 use pyo3_ffi::{
-    Py_None, Py_ssize_t, PyBool_FromLong, PyExc_TypeError, PyFunction_Check,
-    PyLong_FromUnsignedLong, PyObject, PyTuple_GET_ITEM, PyTuple_GET_SIZE,
+    METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, Py_ssize_t, PyList_New, PyList_SET_ITEM,
+    PyLong_FromUnsignedLong, PyMethodDef, PyMethodDefPointer, PyObject, PyObject_IsTrue,
+    PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_Pack,
 };
 
-use crate::errors::{PyResult, Raised, raise, utf8};
+use crate::convert::{boolean, finish, none, type_error, utf8};
+use crate::errors::{PyResult, Raised};
+use crate::objects::Function;
+use crate::patch::{self, members};
 use crate::refs::{Borrowed, Owned};
 use crate::state;
-use crate::{abi, callbacks, heap, patch, reloading, selftest};
-
-/// Converts an operation's result to what CPython expects from a method.
-pub(crate) fn finish(result: PyResult<Owned>) -> *mut PyObject {
-    match result {
-        Ok(value) => value.into_raw(),
-        Err(Raised) => ptr::null_mut(),
-    }
-}
-
-/// A new reference to `None`, as a method's result.
-pub(crate) fn none() -> PyResult<Owned> {
-    // SAFETY: Py_None is a live singleton; `to_owned` takes a new reference to it.
-    Ok(unsafe { Borrowed::from_ptr(Py_None()) }
-        .expect("None")
-        .to_owned())
-}
-
-fn boolean(value: bool) -> PyResult<Owned> {
-    // SAFETY: PyBool_FromLong returns a new reference.
-    unsafe { Owned::from_new(PyBool_FromLong(value.into())) }
-}
-
-/// Sets a `TypeError` with `message`.
-pub(crate) fn type_error(message: &str) -> Raised {
-    // SAFETY: static exception type.
-    raise(unsafe { PyExc_TypeError }, message)
-}
+use crate::{callbacks, heap, reloading, selftest};
 
 /// Arguments of a `METH_FASTCALL | METH_KEYWORDS` call, matched against a signature whose
 /// first `positional` parameters are positional-only and the rest keyword-only.
@@ -93,151 +71,6 @@ unsafe fn parse<'a, const N: usize>(
     Ok(values)
 }
 
-pub unsafe extern "C" fn patch_function(
-    module: *mut PyObject,
-    args: *mut *mut PyObject,
-    nargs: Py_ssize_t,
-) -> *mut PyObject {
-    // SAFETY: module-level function called by CPython with the GIL held.
-    finish(unsafe {
-        parse(
-            "patch_function",
-            ["target", "source"],
-            2,
-            2,
-            args.cast_const(),
-            nargs,
-            ptr::null_mut(),
-        )
-        .and_then(|[target, source]| {
-            let state = state::of(module);
-            patch::function::patch_function(state, target.unwrap(), source.unwrap())?;
-            none()
-        })
-    })
-}
-
-pub unsafe extern "C" fn swap_code(
-    module: *mut PyObject,
-    args: *mut *mut PyObject,
-    nargs: Py_ssize_t,
-) -> *mut PyObject {
-    // SAFETY: as `patch_function`.
-    finish(unsafe {
-        parse(
-            "swap_code",
-            ["function", "code"],
-            2,
-            2,
-            args.cast_const(),
-            nargs,
-            ptr::null_mut(),
-        )
-        .and_then(|[function, code]| {
-            patch::function::swap_code(state::of(module), function.unwrap(), code.unwrap())?;
-            none()
-        })
-    })
-}
-
-pub unsafe extern "C" fn patch_class(
-    module: *mut PyObject,
-    args: *const *mut PyObject,
-    nargs: Py_ssize_t,
-    kwnames: *mut PyObject,
-) -> *mut PyObject {
-    // SAFETY: as `patch_function`.
-    finish(unsafe {
-        parse(
-            "patch_class",
-            ["old", "new", "update", "remove"],
-            2,
-            2,
-            args,
-            nargs,
-            kwnames,
-        )
-        .and_then(|[old, new, update, remove]| {
-            let filter = patch::class::Filter::from_arguments(update, remove)?;
-            patch::class::patch_class(state::of(module), old.unwrap(), new.unwrap(), &filter)?;
-            none()
-        })
-    })
-}
-
-pub unsafe extern "C" fn functions_using(
-    module: *mut PyObject,
-    codes: *mut PyObject,
-) -> *mut PyObject {
-    // SAFETY: METH_O module-level function; `codes` is borrowed for the call, GIL held.
-    unsafe { meth_o(module, codes, |_, codes| heap::functions_using(codes)) }
-}
-
-pub unsafe extern "C" fn currently_reloading(
-    module: *mut PyObject,
-    _: *mut PyObject,
-) -> *mut PyObject {
-    // SAFETY: module-level function, GIL held.
-    finish(boolean(reloading::currently_reloading(unsafe {
-        state::of(module)
-    })))
-}
-
-pub unsafe extern "C" fn reloading_context(
-    module: *mut PyObject,
-    _: *mut PyObject,
-) -> *mut PyObject {
-    // SAFETY: module-level function, GIL held.
-    finish(unsafe { reloading::new_context(state::of(module)) })
-}
-
-pub unsafe extern "C" fn specialization_version(
-    module: *mut PyObject,
-    func: *mut PyObject,
-) -> *mut PyObject {
-    // SAFETY: METH_O with a borrowed argument; the version is read only from functions, and
-    // PyLong_FromUnsignedLong returns a new reference or NULL with an exception.
-    unsafe {
-        meth_o(module, func, |_, func| {
-            if PyFunction_Check(func.as_ptr()) == 0 {
-                return Err(type_error(
-                    "specialization_version() takes a Python function",
-                ));
-            }
-            match abi::version::of(func.as_ptr().cast()) {
-                Some(v) => Owned::from_new(PyLong_FromUnsignedLong(v.into())),
-                None => none(),
-            }
-        })
-    }
-}
-
-pub unsafe extern "C" fn build_info(module: *mut PyObject, _: *mut PyObject) -> *mut PyObject {
-    // SAFETY: module-level function, GIL held.
-    finish(unsafe { selftest::build_info(module) })
-}
-
-pub unsafe extern "C" fn run_selftest(
-    module: *mut PyObject,
-    args: *const *mut PyObject,
-    nargs: Py_ssize_t,
-    kwnames: *mut PyObject,
-) -> *mut PyObject {
-    // SAFETY: as `patch_function`.
-    finish(unsafe {
-        parse("selftest", ["verbose"], 0, 0, args, nargs, kwnames).and_then(|[verbose]| {
-            let verbose = match verbose {
-                Some(v) => match pyo3_ffi::PyObject_IsTrue(v.as_ptr()) {
-                    -1 => return Err(Raised),
-                    v => v == 1,
-                },
-                None => true,
-            };
-            selftest::run(module, verbose)
-        })
-    })
-}
-
 /// Runs `operation` for a METH_O module function with its module and its one argument.
 ///
 /// # Safety
@@ -257,7 +90,193 @@ unsafe fn meth_o(
     finish(operation(module, arg))
 }
 
-pub unsafe extern "C" fn add_reload_callback(
+unsafe extern "C" fn patch_function(
+    module: *mut PyObject,
+    args: *mut *mut PyObject,
+    nargs: Py_ssize_t,
+) -> *mut PyObject {
+    // SAFETY: a module-level function called by CPython with the GIL held, `module` our module.
+    finish(unsafe {
+        parse(
+            "patch_function",
+            ["target", "source"],
+            2,
+            2,
+            args.cast_const(),
+            nargs,
+            ptr::null_mut(),
+        )
+        .and_then(|[target, source]| {
+            let state = state::get(module);
+            patch::function::patch_function(state, target.unwrap(), source.unwrap())?;
+            none()
+        })
+    })
+}
+
+unsafe extern "C" fn swap_code(
+    module: *mut PyObject,
+    args: *mut *mut PyObject,
+    nargs: Py_ssize_t,
+) -> *mut PyObject {
+    // SAFETY: as `patch_function`.
+    finish(unsafe {
+        parse(
+            "swap_code",
+            ["function", "code"],
+            2,
+            2,
+            args.cast_const(),
+            nargs,
+            ptr::null_mut(),
+        )
+        .and_then(|[function, code]| {
+            patch::function::swap_code(state::get(module), function.unwrap(), code.unwrap())?;
+            none()
+        })
+    })
+}
+
+unsafe extern "C" fn patch_class(
+    module: *mut PyObject,
+    args: *const *mut PyObject,
+    nargs: Py_ssize_t,
+    kwnames: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: as `patch_function`.
+    finish(unsafe {
+        parse(
+            "patch_class",
+            ["old", "new", "update", "remove"],
+            2,
+            2,
+            args,
+            nargs,
+            kwnames,
+        )
+        .and_then(|[old, new, update, remove]| {
+            let filter = patch::class::Filter::from_arguments(update, remove)?;
+            patch::class::patch_class(state::get(module), old.unwrap(), new.unwrap(), &filter)?;
+            none()
+        })
+    })
+}
+
+unsafe extern "C" fn functions_using(module: *mut PyObject, codes: *mut PyObject) -> *mut PyObject {
+    // SAFETY: METH_O module-level function; `codes` is borrowed for the call, GIL held.
+    unsafe { meth_o(module, codes, |_, codes| heap::functions_using(codes)) }
+}
+
+/// A new list holding `items`.
+fn list(items: Vec<Owned>) -> PyResult<Owned> {
+    // SAFETY: PyList_New returns a new reference or NULL; SET_ITEM steals each reference into
+    // the fresh list's empty slots.
+    unsafe {
+        let list = Owned::from_new(PyList_New(items.len() as isize))?;
+        for (i, item) in items.into_iter().enumerate() {
+            PyList_SET_ITEM(list.as_ptr(), i as isize, item.into_raw());
+        }
+        Ok(list)
+    }
+}
+
+unsafe extern "C" fn member_functions(
+    module: *mut PyObject,
+    value: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: METH_O module-level function; `value` is borrowed for the call, GIL held.
+    unsafe { meth_o(module, value, |_, value| list(members::functions(value)?)) }
+}
+
+unsafe extern "C" fn member_function_pairs(
+    module: *mut PyObject,
+    args: *mut *mut PyObject,
+    nargs: Py_ssize_t,
+) -> *mut PyObject {
+    let _ = module;
+    // SAFETY: a module-level function called by CPython with the GIL held.
+    finish(unsafe {
+        parse(
+            "member_function_pairs",
+            ["old", "new"],
+            2,
+            2,
+            args.cast_const(),
+            nargs,
+            ptr::null_mut(),
+        )
+        .and_then(|[old, new]| {
+            let Some(pairs) = members::in_place_pairs(old.unwrap(), new.unwrap())? else {
+                return none();
+            };
+            let mut tuples = Vec::with_capacity(pairs.len());
+            for (o, n) in pairs {
+                tuples.push(Owned::from_new(PyTuple_Pack(2, o.as_ptr(), n.as_ptr()))?);
+            }
+            list(tuples)
+        })
+    })
+}
+
+unsafe extern "C" fn currently_reloading(module: *mut PyObject, _: *mut PyObject) -> *mut PyObject {
+    // SAFETY: module-level function, GIL held.
+    let state = unsafe { state::get(module) };
+    finish(boolean(reloading::currently_reloading(state)))
+}
+
+unsafe extern "C" fn reloading_context(module: *mut PyObject, _: *mut PyObject) -> *mut PyObject {
+    // SAFETY: module-level function, GIL held.
+    finish(unsafe { reloading::new_context(state::get(module)) })
+}
+
+unsafe extern "C" fn specialization_version(
+    module: *mut PyObject,
+    func: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: METH_O with a borrowed argument; PyLong_FromUnsignedLong returns a new reference
+    // or NULL with an exception.
+    unsafe {
+        meth_o(module, func, |_, func| {
+            let Some(func) = Function::cast(func) else {
+                return Err(type_error(
+                    "specialization_version() takes a Python function",
+                ));
+            };
+            match func.version() {
+                Some(v) => Owned::from_new(PyLong_FromUnsignedLong(v.into())),
+                None => none(),
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn build_info(module: *mut PyObject, _: *mut PyObject) -> *mut PyObject {
+    let _ = module;
+    finish(selftest::build_info())
+}
+
+unsafe extern "C" fn run_selftest(
+    module: *mut PyObject,
+    args: *const *mut PyObject,
+    nargs: Py_ssize_t,
+    kwnames: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: as `patch_function`.
+    finish(unsafe {
+        parse("selftest", ["verbose"], 0, 0, args, nargs, kwnames).and_then(|[verbose]| {
+            let verbose = match verbose {
+                Some(v) => match PyObject_IsTrue(v.as_ptr()) {
+                    -1 => return Err(Raised),
+                    v => v == 1,
+                },
+                None => true,
+            };
+            selftest::run(module, verbose)
+        })
+    })
+}
+
+unsafe extern "C" fn add_reload_callback(
     module: *mut PyObject,
     callback: *mut PyObject,
 ) -> *mut PyObject {
@@ -270,7 +289,7 @@ pub unsafe extern "C" fn add_reload_callback(
     }
 }
 
-pub unsafe extern "C" fn remove_reload_callback(
+unsafe extern "C" fn remove_reload_callback(
     module: *mut PyObject,
     callback: *mut PyObject,
 ) -> *mut PyObject {
@@ -282,7 +301,7 @@ pub unsafe extern "C" fn remove_reload_callback(
     }
 }
 
-pub unsafe extern "C" fn notify_reloaded(
+unsafe extern "C" fn notify_reloaded(
     module: *mut PyObject,
     report: *mut PyObject,
 ) -> *mut PyObject {
@@ -292,4 +311,157 @@ pub unsafe extern "C" fn notify_reloaded(
             callbacks::notify(module, report).and_then(|()| none())
         })
     }
+}
+
+/// One entry of the table.
+const fn def(
+    name: &'static core::ffi::CStr,
+    meth: PyMethodDefPointer,
+    flags: core::ffi::c_int,
+    doc: &'static core::ffi::CStr,
+) -> PyMethodDef {
+    PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: meth,
+        ml_flags: flags,
+        ml_doc: doc.as_ptr(),
+    }
+}
+
+static mut METHODS: [PyMethodDef; 15] = [
+    def(
+        c"patch_function",
+        PyMethodDefPointer {
+            PyCFunctionFast: patch_function,
+        },
+        METH_FASTCALL,
+        c"patch_function(target, source, /)\n--\n\n\
+          Make function `target` behave exactly like `source`, in place.",
+    ),
+    def(
+        c"swap_code",
+        PyMethodDefPointer {
+            PyCFunctionFast: swap_code,
+        },
+        METH_FASTCALL,
+        c"swap_code(function, code, /)\n--\n\n\
+          Give `function` new code, keeping its closure cells (matched by name).",
+    ),
+    def(
+        c"patch_class",
+        PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: patch_class,
+        },
+        METH_FASTCALL | METH_KEYWORDS,
+        c"patch_class(old, new, /, *, update=None, remove=None)\n--\n\n\
+          Patch class `old` in place so that it behaves like `new`.",
+    ),
+    def(
+        c"functions_using",
+        PyMethodDefPointer {
+            PyCFunction: functions_using,
+        },
+        METH_O,
+        c"functions_using(codes, /)\n--\n\n\
+          Every live function whose __code__ is one of `codes`.",
+    ),
+    def(
+        c"member_functions",
+        PyMethodDefPointer {
+            PyCFunction: member_functions,
+        },
+        METH_O,
+        c"member_functions(value, /)\n--\n\n\
+          The functions `value` holds as a class member, which patch_class patches in place.",
+    ),
+    def(
+        c"member_function_pairs",
+        PyMethodDefPointer {
+            PyCFunctionFast: member_function_pairs,
+        },
+        METH_FASTCALL,
+        c"member_function_pairs(old, new, /)\n--\n\n\
+          The (old, new) function pairs patch_class patches in place when member `old` \
+          becomes `new`; None if `new` replaces `old`.",
+    ),
+    def(
+        c"currently_reloading",
+        PyMethodDefPointer {
+            PyCFunction: currently_reloading,
+        },
+        METH_NOARGS,
+        c"currently_reloading()\n--\n\n\
+          True while the calling thread is applying a reload.",
+    ),
+    def(
+        c"reloading",
+        PyMethodDefPointer {
+            PyCFunction: reloading_context,
+        },
+        METH_NOARGS,
+        c"reloading()\n--\n\n\
+          Context manager marking the calling thread as reloading (nestable).",
+    ),
+    def(
+        c"specialization_version",
+        PyMethodDefPointer {
+            PyCFunction: specialization_version,
+        },
+        METH_O,
+        c"specialization_version(function, /)\n--\n\n\
+          The function's func_version (None before 3.11).",
+    ),
+    def(
+        c"build_info",
+        PyMethodDefPointer {
+            PyCFunction: build_info,
+        },
+        METH_NOARGS,
+        c"build_info()\n--\n\n\
+          What the extension was built for and what it runs on.",
+    ),
+    def(
+        c"selftest",
+        PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: run_selftest,
+        },
+        METH_FASTCALL | METH_KEYWORDS,
+        c"selftest(*, verbose=True)\n--\n\n\
+          Check this build against the running interpreter; True if all checks pass.",
+    ),
+    def(
+        c"add_reload_callback",
+        PyMethodDefPointer {
+            PyCFunction: add_reload_callback,
+        },
+        METH_O,
+        c"add_reload_callback(callback, /)\n--\n\n\
+          Call `callback(report)` after each reload; returns `callback`.",
+    ),
+    def(
+        c"remove_reload_callback",
+        PyMethodDefPointer {
+            PyCFunction: remove_reload_callback,
+        },
+        METH_O,
+        c"remove_reload_callback(callback, /)\n--\n\n\
+          Stop calling `callback` after each reload (ValueError if it is not registered).",
+    ),
+    def(
+        c"_notify_reloaded",
+        PyMethodDefPointer {
+            PyCFunction: notify_reloaded,
+        },
+        METH_O,
+        c"_notify_reloaded(report, /)\n--\n\n\
+          Call every reload callback with `report` (the reload engine's dict).",
+    ),
+    // Sentinel: a zeroed entry ends the table.
+    PyMethodDef::zeroed(),
+];
+
+/// The method table, for the module definition. CPython reads it (and may write its
+/// bookkeeping into it) for the life of the process.
+pub fn table() -> *mut PyMethodDef {
+    (&raw mut METHODS).cast()
 }

@@ -5,6 +5,7 @@
 //! Other threads, which keep running the program, see false: a module they import for the
 //! first time meanwhile runs its "first import only" blocks as usual.
 
+use core::cell::RefCell;
 use core::ffi::c_ulong;
 use core::ptr;
 
@@ -53,23 +54,29 @@ fn current_thread() -> c_ulong {
     unsafe { PyThread_get_thread_ident() }
 }
 
-fn depths(state: &mut State) -> &mut Depths {
-    // SAFETY: `depths` is set by `state::exec` before any function of the module can run and
-    // freed only with the module.
-    unsafe { &mut *state.depths }
+/// The depth table, as a part of the module state (see `state`): installed by `module` when
+/// the module is executed, dropped with it.
+pub fn new_part() -> Box<dyn core::any::Any> {
+    Box::new(RefCell::new(Depths::default()))
+}
+
+fn depths(state: &State) -> &RefCell<Depths> {
+    state
+        .part::<RefCell<Depths>>()
+        .expect("module exec installs the depth table")
 }
 
 /// True while the calling thread is inside a reload.
-pub fn currently_reloading(state: &mut State) -> bool {
-    depths(state).of(current_thread()) > 0
+pub fn currently_reloading(state: &State) -> bool {
+    depths(state).borrow().of(current_thread()) > 0
 }
 
-pub fn enter(state: &mut State) {
-    depths(state).enter(current_thread());
+pub fn enter(state: &State) {
+    depths(state).borrow_mut().enter(current_thread());
 }
 
-pub fn exit(state: &mut State) {
-    depths(state).exit(current_thread());
+pub fn exit(state: &State) {
+    depths(state).borrow_mut().exit(current_thread());
 }
 
 /// A new `Reloading` context manager.
@@ -77,19 +84,20 @@ pub fn exit(state: &mut State) {
 /// # Safety
 /// GIL held; `state` is this module's state.
 pub unsafe fn new_context(state: &State) -> PyResult<Owned> {
-    // SAFETY: `reloading_type` is our heap type (strong reference in the state); GenericAlloc
-    // returns a new reference or NULL with an exception set.
-    unsafe { Owned::from_new(PyType_GenericAlloc(state.reloading_type.cast(), 0)) }
+    // SAFETY: `reloading_type` is our heap type (a strong reference in the state, set by
+    // exec); GenericAlloc returns a new reference or NULL with an exception set.
+    unsafe { Owned::from_new(PyType_GenericAlloc(state.reloading_type.get().cast(), 0)) }
 }
 
 /// The state of the module that created `obj`'s type (a `Reloading` instance).
 ///
 /// # Safety
-/// `obj` is an instance of the `Reloading` type.
-unsafe fn state_of_instance(obj: *mut PyObject) -> &'static mut State {
+/// `obj` is an instance of the `Reloading` type, alive for `'a`.
+unsafe fn state_of_instance<'a>(obj: *mut PyObject) -> &'a State {
     // SAFETY: the type was made by PyType_FromModuleAndSpec with our module, which it keeps
-    // alive; PyType_GetModule returns that module (borrowed).
-    unsafe { state::of(PyType_GetModule(Py_TYPE(obj))) }
+    // alive as long as the instance (which keeps its type) lives; PyType_GetModule returns
+    // that module (borrowed).
+    unsafe { state::of(PyType_GetModule(Py_TYPE(obj))) }.expect("our module has a state")
 }
 
 unsafe extern "C" fn context_enter(slf: *mut PyObject, _: *mut PyObject) -> *mut PyObject {

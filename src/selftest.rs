@@ -14,12 +14,16 @@ use pyo3_ffi::{
     PyFunction_GetDefaults, PyFunction_GetGlobals, PyFunction_GetKwDefaults, PyFunction_GetModule,
     PyFunction_Type, PyFunctionObject, PyImport_ImportModule, PyList_Append, PyList_New,
     PyLong_FromSsize_t, PyObject, PyObject_CallFunctionObjArgs, PyObject_GetAttrString,
-    PyObject_GetItem, PyTuple_Pack, PyType_Type, PyUnicode_FromString,
+    PyObject_GetItem, PyTuple_Pack, PyType_Type,
 };
 
 use crate::abi::{self, Running, layout};
-use crate::errors::{PyResult, Raised, take_message};
+use crate::convert::{string, take_message};
+use crate::errors::{PyResult, Raised};
 use crate::refs::Owned;
+use crate::state;
+
+mod watchers;
 
 const SCRIPT: &str = include_str!("selftest.py");
 
@@ -32,12 +36,6 @@ struct Check {
 
 fn cstring(text: &str) -> CString {
     CString::new(text.replace('\0', "")).expect("no NUL left")
-}
-
-fn string(text: &str) -> PyResult<Owned> {
-    let text = cstring(text);
-    // SAFETY: returns a new reference or NULL with an exception set.
-    unsafe { Owned::from_new(PyUnicode_FromString(text.as_ptr())) }
 }
 
 fn interpreter_check() -> Check {
@@ -212,6 +210,18 @@ pub unsafe fn run(module: *mut PyObject, verbose: bool) -> PyResult<Owned> {
             ok: false,
             detail: take_message(),
         }));
+        // SAFETY: GIL held; `module` is this extension's module (forwarded contract).
+        let state = unsafe { state::get(module) };
+        let (ok, detail) = match watchers::check(state) {
+            Ok(Ok(detail)) => (true, detail),
+            Ok(Err(problem)) => (false, problem),
+            Err(Raised) => (false, take_message()),
+        };
+        checks.push(Check {
+            name: watchers::NAME,
+            ok,
+            detail,
+        });
     }
     // SAFETY: GIL held; all objects built here are owned; the script runs in a fresh namespace.
     unsafe {
@@ -275,10 +285,7 @@ unsafe fn script_function() -> PyResult<Owned> {
 }
 
 /// `build_info()`: what the extension was built for and what it runs on.
-///
-/// # Safety
-/// GIL held.
-pub unsafe fn build_info(_module: *mut PyObject) -> PyResult<Owned> {
+pub fn build_info() -> PyResult<Owned> {
     let running = Running::get();
     // SAFETY: GIL held; each value is a new reference stored (not stolen) into the dict.
     unsafe {

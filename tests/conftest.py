@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -176,6 +178,41 @@ def require(condition: bool, reason: str) -> None:
     if os.environ.get("MIGHTY_PATCHER_REQUIRE_ALL") == "1":
         pytest.fail(f"required by MIGHTY_PATCHER_REQUIRE_ALL: {reason}")
     pytest.skip(reason)
+
+
+def compiler() -> list[str]:
+    """The C compiler the interpreter was built with, or ``cc``."""
+    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    if not cc or shutil.which(cc[0]) is None:
+        cc = ["cc"]
+    require(shutil.which(cc[0]) is not None, "needs a C compiler")
+    return cc
+
+
+def build_extension(
+    source: Path, out_dir: Path, name: str, *flags: str
+) -> subprocess.CompletedProcess[str]:
+    """Compiles the C file ``source`` into ``out_dir`` as the extension module ``name``, with
+    the running interpreter's headers and ``mighty_patcher.get_include()``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    command = [
+        *compiler(),
+        *shlex.split(sysconfig.get_config_var("CCSHARED") or "-fPIC"),
+        "-shared",
+        "-O1",
+        "-Wall",
+        "-Wextra",
+        f"-I{sysconfig.get_paths()['include']}",
+        f"-I{mighty_patcher.get_include()}",
+        *flags,
+        str(source),
+        "-o",
+        str(out_dir / f"{name}{suffix}"),
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{shlex.join(command)}\n{proc.stderr}"
+    return proc
 
 
 README_FILE_HEADER = re.compile(r"# ([\w/]+\.py)\n")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import mighty_patcher
-from conftest import ROOT, extension_path, require
+from conftest import ROOT, build_extension, compiler, extension_path, require
 
 SOURCE = ROOT / "tests" / "capi" / "test_capi_ext.c"
 HEADER = Path(mighty_patcher.get_include()) / "mighty_patcher.h"
@@ -28,36 +27,9 @@ REPORT = """{
 }"""
 
 
-def compiler() -> list[str]:
-    """The C compiler the interpreter was built with, or ``cc``."""
-    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
-    if not cc or shutil.which(cc[0]) is None:
-        cc = ["cc"]
-    require(shutil.which(cc[0]) is not None, "needs a C compiler")
-    return cc
-
-
 def build(out_dir: Path, *flags: str, source: Path = SOURCE) -> subprocess.CompletedProcess[str]:
     """Compiles ``source`` into ``out_dir`` as the extension module ``test_capi_ext``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    command = [
-        *compiler(),
-        *shlex.split(sysconfig.get_config_var("CCSHARED") or "-fPIC"),
-        "-shared",
-        "-O1",
-        "-Wall",
-        "-Wextra",
-        f"-I{sysconfig.get_paths()['include']}",
-        f"-I{mighty_patcher.get_include()}",
-        *flags,
-        str(source),
-        "-o",
-        str(out_dir / f"test_capi_ext{suffix}"),
-    ]
-    proc = subprocess.run(command, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{shlex.join(command)}\n{proc.stderr}"
-    return proc
+    return build_extension(source, out_dir, "test_capi_ext", *flags)
 
 
 @pytest.fixture(scope="module")

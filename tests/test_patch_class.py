@@ -406,3 +406,56 @@ def test_new_bases_that_would_take_the_instance_dict_away_need_a_restart(mp):
         mp.patch_class(C, new)
     assert C.__bases__ == (ns["Base"],)
     assert vars(obj) == {"n": 1} and vars(C()) == {"n": 1}
+
+
+AUDITED_CLASS = """
+import sys
+import mighty_patcher as mp
+
+REFUSED = {refused!r}
+
+def hook(event, args):
+    if event == "object.__setattr__" and args[1] == REFUSED[0]:
+        target = getattr(args[0], "__qualname__", "")
+        if target == REFUSED[1]:
+            raise PermissionError(f"{{REFUSED}} may not change")
+sys.addaudithook(hook)
+
+def build(source):
+    ns = {{}}
+    exec(source, ns)
+    return ns["C"]
+
+C = build('class C:\\n    "old doc"\\n    def a(self):\\n        return "old a"\\n'
+          '    def b(self):\\n        return "old b"\\n    X = "old X"\\n')
+new = build('class C:\\n    "new doc"\\n    def a(self):\\n        return "new a"\\n'
+            '    def b(self):\\n        return "new b"\\n    X = "new X"\\n    Y = "added"\\n')
+before = dict(C.__dict__)
+codes = (C.a.__code__, C.b.__code__)
+obj = C()
+try:
+    mp.patch_class(C, new)
+except PermissionError as exc:
+    print("refused:", exc)
+else:
+    print("applied")
+print(obj.a(), "|", obj.b(), "|", C.X, "|", C.__doc__, "|", hasattr(C, "Y"))
+assert (C.a.__code__, C.b.__code__) == codes
+assert dict(C.__dict__) == before
+"""
+
+
+@pytest.mark.parametrize(
+    ("refused", "what"),
+    [
+        (("__code__", "C.b"), "the second method's new code"),
+        (("__doc__", "C"), "the class's new docstring"),
+    ],
+)
+def test_an_audit_hook_refusing_any_part_of_a_class_patch_changes_nothing(isolated, refused, what):
+    """Everything that can refuse runs before anything changes: an audit hook vetoing one
+    part of the patch leaves the whole class as it was."""
+    proc = isolated(AUDITED_CLASS.format(refused=refused))
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"refused: {refused} may not change", what
+    assert lines[1] == "old a | old b | old X | old doc | False", what

@@ -10,6 +10,7 @@ CHECKS = [
     "interpreter",
     "struct sizes",
     "function fields",
+    "function watchers",
     "positional call",
     "keyword call",
     "defaults",

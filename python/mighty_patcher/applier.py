@@ -25,6 +25,8 @@ from . import enums, hooks, instances
 from . import mighty_patcher as native
 from .codes import (
     find_inner,
+    functions_made_in,
+    member_function_pairs,
     member_functions,
     nested_codes,
     nested_pairs,
@@ -547,7 +549,7 @@ class Applier:
 
     def _pair_member_codes(self, old_value: Any, new_value: Any) -> None:
         """Records the nested code pairs of a method about to be patched by ``patch_class``."""
-        for o, n in _member_function_pairs(old_value, new_value):
+        for o, n in member_function_pairs(old_value, new_value):
             self.code_pairs.extend(nested_pairs(o.__code__, n.__code__))
 
     def _relocate_member(
@@ -596,7 +598,7 @@ class Applier:
         moved = False
         for name in sorted(stmt.writes):
             value = self.ns.get(name, _MISSING)
-            for func in _functions_made_in(value, self.path):
+            for func in functions_made_in(value, self.path):
                 current = func.__code__
                 if codes is not None:
                     code = codes.get((current.co_name, current.co_firstlineno))
@@ -739,58 +741,6 @@ def _defined_in(func: types.FunctionType, node: ast.stmt) -> bool:
     """Whether ``func`` was made by a ``def`` or ``lambda`` inside the statement ``node`` (of
     the source its code was compiled from)."""
     return first_line(node) <= func.__code__.co_firstlineno <= (node.end_lineno or 0)
-
-
-def _functions_made_in(value: Any, path: str, depth: int = 0) -> list[types.FunctionType]:
-    """The functions of file ``path`` that ``value`` is or holds: itself, what its decorators
-    wrap, a property's accessors, and for a class its members (nested classes included)."""
-    found = []
-    for candidate in wrapper_chain(value):
-        if isinstance(candidate, property):
-            for accessor in (candidate.fset, candidate.fdel):
-                found += _functions_made_in(accessor, path, depth + 1)
-        if isinstance(candidate, types.FunctionType) and candidate.__code__.co_filename == path:
-            found.append(candidate)
-    if isinstance(value, type) and depth < 8:
-        for member in list(value.__dict__.values()):
-            if not isinstance(member, type) or member.__qualname__.startswith(
-                value.__qualname__ + "."
-            ):
-                found += _functions_made_in(member, path, depth + 1)
-    return found
-
-
-def _member_function_pairs(
-    old: Any, new: Any
-) -> list[tuple[types.FunctionType, types.FunctionType]]:
-    """The functions of two versions of a class member, paired by role (the function, a
-    static/class method's function, each property accessor)."""
-    if isinstance(old, property) and isinstance(new, property):
-        pairs = [(old.fget, new.fget), (old.fset, new.fset), (old.fdel, new.fdel)]
-    else:
-        olds, news = member_functions(old), member_functions(new)
-        pairs = [(olds[0], news[0])] if len(olds) == 1 and len(news) == 1 else []
-    return [
-        (o, n)
-        for o, n in pairs
-        if isinstance(o, types.FunctionType) and isinstance(n, types.FunctionType)
-    ]
-
-
-def _refresh_wrapper(old: Any, new: Any) -> None:
-    """Copies a new decorator wrapper's descriptive attributes onto the old wrapper, whose
-    inner function was patched in place (``__wrapped__`` stays the old inner function)."""
-    for attr in ("__doc__", "__name__", "__qualname__", "__annotations__"):
-        try:
-            setattr(old, attr, getattr(new, attr))
-        except (AttributeError, TypeError):
-            pass
-    old_dict = getattr(old, "__dict__", None)
-    new_dict = getattr(new, "__dict__", None)
-    if isinstance(old_dict, dict) and isinstance(new_dict, dict):
-        for key, value in new_dict.items():
-            if key != "__wrapped__":
-                old_dict[key] = value
 
 
 def _clear_caches(obj: Any) -> None:

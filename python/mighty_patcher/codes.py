@@ -1,5 +1,6 @@
 """Code objects and the functions built around them: pairing the nested code objects of an
-old and a new version of a definition, and finding the function a decorator wrapped."""
+old and a new version of a definition, finding the function a decorator wrapped, and the
+functions a class member holds (a rule the native core owns: ``patch_class`` follows it)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import hooks
+from . import mighty_patcher as native
 
 __all__ = [
     "find_inner",
+    "functions_made_in",
+    "member_function_pairs",
     "member_functions",
     "nested_codes",
     "nested_pairs",
@@ -94,19 +98,44 @@ def wrapper_chain(obj: Any) -> Iterator[Any]:
 
 
 def member_functions(value: Any) -> list[types.FunctionType]:
-    """The functions a class member holds: itself, a static/class method's function, a
-    property's accessors (the ones ``patch_class`` patches in place)."""
-    if isinstance(value, types.FunctionType):
-        return [value]
-    if isinstance(value, (staticmethod, classmethod)) and isinstance(
-        value.__func__, types.FunctionType
-    ):
-        return [value.__func__]
-    if isinstance(value, property):
-        return [
-            f for f in (value.fget, value.fset, value.fdel) if isinstance(f, types.FunctionType)
-        ]
-    return []
+    """The functions a class member holds: itself, a ``staticmethod``'s or ``classmethod``'s
+    function, a ``property``'s accessors that are functions (exactly those types: subclasses
+    are replaced, not patched in place). The native rule ``patch_class`` follows."""
+    return native.member_functions(value)
+
+
+def member_function_pairs(
+    old: Any, new: Any
+) -> list[tuple[types.FunctionType, types.FunctionType]]:
+    """The (old, new) functions ``patch_class`` patches in place when class member ``old``
+    becomes ``new``, role by role; empty when ``new`` replaces ``old`` instead."""
+    return native.member_function_pairs(old, new) or []
+
+
+def functions_made_in(value: Any, path: str, depth: int = 0) -> list[types.FunctionType]:
+    """The functions of file ``path`` that ``value`` is or holds: for each object along its
+    decorators (:func:`wrapper_chain`), the functions it holds as a class member
+    (:func:`member_functions`) and what their own decorators wrap; for a class, the same for
+    its members and nested classes. Each function once."""
+    found: list[types.FunctionType] = []
+    for candidate in wrapper_chain(value):
+        for held in member_functions(candidate):
+            for inner in wrapper_chain(held):
+                if (
+                    isinstance(inner, types.FunctionType)
+                    and inner.__code__.co_filename == path
+                    and not any(inner is f for f in found)
+                ):
+                    found.append(inner)
+    if isinstance(value, type) and depth < 8:
+        for member in list(value.__dict__.values()):
+            if not isinstance(member, type) or member.__qualname__.startswith(
+                value.__qualname__ + "."
+            ):
+                for func in functions_made_in(member, path, depth + 1):
+                    if not any(func is f for f in found):
+                        found.append(func)
+    return found
 
 
 def find_inner(obj: Any, name: str, filename: str) -> types.FunctionType | None:

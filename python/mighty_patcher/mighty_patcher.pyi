@@ -53,9 +53,12 @@ def patch_function(target: FunctionType, source: FunctionType, /) -> None:
     Warm call sites specialised on ``target`` are invalidated; on 3.13+ the function is given
     the version a fresh function with the new code would have, so calls stay fast. The audit
     event ``object.__setattr__`` (``target``, ``"__code__"``, new code) is raised first; a
-    hook that raises refuses the patch and nothing changes. Old code, closure and defaults are
-    released once nothing runs them; old globals and builtins stay alive while a frame
-    running the old code exists.
+    hook that raises refuses the patch and nothing changes. Function watchers (3.12+) are
+    told ``MODIFY_CODE``, ``MODIFY_DEFAULTS``, ``MODIFY_KWDEFAULTS`` (and ``MODIFY_QUALNAME``,
+    3.15+) as CPython's own setters would tell them (``docs/native.md`` has the order). Old
+    code, closure and defaults are released once nothing runs them; old globals and builtins
+    stay alive while any frame that reads them (running, suspended in a generator or
+    coroutine, or kept by a traceback) can still run.
 
     Raises ``TypeError`` unless both are Python functions.
     """
@@ -102,12 +105,31 @@ def patch_class(
 
     Raises :class:`NeedsRestart`, changing nothing, when instances could not follow: a
     different ``__slots__`` or instance layout, bases or a metaclass CPython refuses to switch.
+    All or nothing: an audit hook refusing any part of the patch (a method's new code, the
+    new docstring, ...) leaves the class as it was.
     """
 
 def functions_using(codes: Iterable[CodeType], /) -> list[FunctionType]:
     """Every live function whose ``__code__`` is one of ``codes``: one pass over the
     GC-tracked heap, in C (``PyUnstable_GC_VisitObjects`` on 3.12+, ``gc.get_objects()``
     before)."""
+
+def member_functions(value: object, /) -> list[FunctionType]:
+    """The functions ``value`` holds as a class member, which :func:`patch_class` patches in
+    place when the member changes: a function itself; the function of a ``staticmethod`` or
+    ``classmethod``; each accessor (``fget``, ``fset``, ``fdel``) of a ``property`` that is a
+    function. Only those exact types: a subclass of ``property``, for example, holds none (a
+    class patch replaces it). Anything else: an empty list."""
+
+def member_function_pairs(
+    old: object, new: object, /
+) -> list[tuple[FunctionType, FunctionType]] | None:
+    """How :func:`patch_class` patches class member ``old`` into ``new``: the ``(old, new)``
+    function pairs it patches in place, role by role, when both are functions, both
+    staticmethods (or both classmethods) around functions, or both properties whose accessors
+    are, role by role, both functions or both absent (then possibly an empty list); ``None``
+    when ``new`` replaces ``old`` instead (a property gaining a setter, a function becoming a
+    staticmethod, anything else)."""
 
 def currently_reloading() -> bool:
     """True while the calling thread is applying a reload (inside :func:`reloading`)."""

@@ -9,7 +9,7 @@
 use core::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::OnceLock;
 
-use pyo3_ffi::{PyExc_ImportError, PyFunctionObject, PyObject, vectorcallfunc};
+use pyo3_ffi::{PyExc_ImportError, PyFrameObject, PyFunctionObject, PyObject, vectorcallfunc};
 
 use crate::errors::{PyResult, raise};
 
@@ -25,6 +25,13 @@ unsafe extern "C" {
 }
 
 type SetVectorcall = unsafe extern "C" fn(*mut PyFunctionObject, vectorcallfunc);
+/// `PyFunction_WatchCallback` (3.12+): `(event, func, new_value) -> 0 | -1`.
+pub type FunctionWatcher =
+    unsafe extern "C" fn(c_int, *mut PyFunctionObject, *mut PyObject) -> c_int;
+type AddWatcher = unsafe extern "C" fn(FunctionWatcher) -> c_int;
+type ClearWatcher = unsafe extern "C" fn(c_int) -> c_int;
+/// `PyFrame_GetGlobals` / `PyFrame_GetBuiltins` (3.11+): a new reference.
+pub type FrameGetter = unsafe extern "C" fn(*mut PyFrameObject) -> *mut PyObject;
 type GcVisitObjects = unsafe extern "C" fn(GcVisitor, *mut c_void);
 type RequestIndex = unsafe extern "C" fn(FreeFunc) -> isize;
 type GetExtra = unsafe extern "C" fn(*mut PyObject, isize, *mut *mut c_void) -> c_int;
@@ -46,6 +53,14 @@ pub struct Api {
     pub code_get_extra: GetExtra,
     /// `PyUnstable_Code_SetExtra` (3.12+), `_PyCode_SetExtra` before.
     pub code_set_extra: SetExtra,
+    /// `PyFunction_AddWatcher` (3.12+).
+    pub function_add_watcher: Option<AddWatcher>,
+    /// `PyFunction_ClearWatcher` (3.12+).
+    pub function_clear_watcher: Option<ClearWatcher>,
+    /// `PyFrame_GetGlobals` (3.11+).
+    pub frame_get_globals: Option<FrameGetter>,
+    /// `PyFrame_GetBuiltins` (3.11+).
+    pub frame_get_builtins: Option<FrameGetter>,
     /// `PyErr_FormatUnraisable` (3.13+): an unraisable exception with a message of our own.
     pub format_unraisable: Option<FormatUnraisable>,
     /// `_PyErr_WriteUnraisableMsg` (before 3.13): the same, where it is still exported.
@@ -120,10 +135,21 @@ pub fn resolve() -> PyResult<()> {
     ))?;
     let get = required(pick(c"PyUnstable_Code_GetExtra", c"_PyCode_GetExtra"))?;
     let set = required(pick(c"PyUnstable_Code_SetExtra", c"_PyCode_SetExtra"))?;
-    let (set_vectorcall, gc_visit_objects) = if cfg!(Py_3_12) {
+    let (set_vectorcall, gc_visit_objects, add_watcher, clear_watcher) = if cfg!(Py_3_12) {
         (
             required(c"PyFunction_SetVectorcall")?,
             required(c"PyUnstable_GC_VisitObjects")?,
+            required(c"PyFunction_AddWatcher")?,
+            required(c"PyFunction_ClearWatcher")?,
+        )
+    } else {
+        let none = core::ptr::null_mut();
+        (none, none, none, none)
+    };
+    let (frame_get_globals, frame_get_builtins) = if cfg!(Py_3_11) {
+        (
+            required(c"PyFrame_GetGlobals")?,
+            required(c"PyFrame_GetBuiltins")?,
         )
     } else {
         (core::ptr::null_mut(), core::ptr::null_mut())
@@ -146,6 +172,18 @@ pub fn resolve() -> PyResult<()> {
             request_code_extra_index: core::mem::transmute::<*mut c_void, RequestIndex>(request),
             code_get_extra: core::mem::transmute::<*mut c_void, GetExtra>(get),
             code_set_extra: core::mem::transmute::<*mut c_void, SetExtra>(set),
+            function_add_watcher: core::mem::transmute::<*mut c_void, Option<AddWatcher>>(
+                add_watcher,
+            ),
+            function_clear_watcher: core::mem::transmute::<*mut c_void, Option<ClearWatcher>>(
+                clear_watcher,
+            ),
+            frame_get_globals: core::mem::transmute::<*mut c_void, Option<FrameGetter>>(
+                frame_get_globals,
+            ),
+            frame_get_builtins: core::mem::transmute::<*mut c_void, Option<FrameGetter>>(
+                frame_get_builtins,
+            ),
             format_unraisable: core::mem::transmute::<*mut c_void, Option<FormatUnraisable>>(
                 format_unraisable,
             ),

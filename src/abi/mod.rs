@@ -7,9 +7,11 @@ pub mod version;
 
 use core::ffi::CStr;
 
-use pyo3_ffi::{Py_GetVersion, PyExc_ImportError};
+use pyo3_ffi::{
+    Py_GetVersion, PyExc_ImportError, PyInterpreterState_Get, PyInterpreterState_GetID,
+};
 
-use crate::errors::{Raised, raise};
+use crate::errors::{PyResult, Raised, raise};
 
 /// `sys.version` of the interpreter the extension was built against, e.g. `3.12.1`.
 pub const BUILT_VERSION: &str = env!("MP_BUILT_VERSION");
@@ -128,17 +130,28 @@ pub fn require_gil() -> Result<(), Raised> {
                     return Ok(());
                 }
             }
-            return Err(raise(
+            Err(raise(
                 pyo3_ffi::PyExc_RuntimeError,
                 "the GIL is disabled (PYTHON_GIL=0 or -X gil=0): mighty_patcher relies on it \
                  to keep other threads out while it patches functions and classes or runs a \
                  Watcher; run with the GIL enabled, as CPython does by default when \
                  mighty_patcher is imported",
-            ));
+            ))
         }
     }
     #[cfg(not(Py_GIL_DISABLED))]
     Ok(())
+}
+
+/// ID of the calling thread's interpreter (CPython never gives an ID twice in a process).
+///
+/// # Safety
+/// GIL held (an attached thread state).
+pub unsafe fn interpreter_id() -> PyResult<i64> {
+    // SAFETY: with an attached thread state, PyInterpreterState_Get returns its interpreter;
+    // GetID returns -1 with an exception set if the interpreter has no ID.
+    let id = unsafe { PyInterpreterState_GetID(PyInterpreterState_Get()) };
+    if id < 0 { Err(Raised) } else { Ok(id) }
 }
 
 /// The first thing `PyInit_mighty_patcher` does: refuse, with an ImportError, an interpreter

@@ -23,24 +23,22 @@
 //!   function freshly made from its new code would have, without entering it in the version
 //!   cache; `abi-notes/3.13.md` explains why that is safe.
 //!
-//! Function watchers (3.12+) are told through `PyFunction_SetDefaults` with the function's
-//! current defaults, *after* the version was cleared, so a watcher that calls the function
-//! runs the new code on the generic path.
+//! Function watchers (3.12+) are not told here: `patch::events` stores the fields that have an
+//! event through CPython's own setters, which tell them.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use pyo3_ffi::PyFunctionObject;
-
 use crate::errors::PyResult;
+use crate::objects::Function;
 use crate::refs::Owned;
 
-/// Invalidates `func`'s specialisation after raw writes, notifies function watchers, and on
-/// 3.13+ re-establishes a valid version so calls stay fast.
+/// Invalidates `func`'s specialisation after raw writes, and on 3.13+ re-establishes a valid
+/// version so calls stay fast.
 ///
 /// # Safety
-/// `func` is a live `PyFunctionObject` whose fields satisfy the function invariants again
-/// (closure length equals the code's free variable count); the GIL is held.
-pub unsafe fn after_write(func: *mut PyFunctionObject) {
+/// `func`'s fields satisfy the function invariants again (closure length equals the code's free
+/// variable count); the GIL is held.
+pub unsafe fn after_write(func: Function<'_>) {
     #[cfg(Py_3_12)]
     {
         // SAFETY: `func` is a live function; PyFunction_SetVectorcall clears the version (and
@@ -49,31 +47,29 @@ pub unsafe fn after_write(func: *mut PyFunctionObject) {
         unsafe {
             let set_vectorcall = super::ffi::api().set_vectorcall.expect("resolved on 3.12+");
             set_vectorcall(
-                func,
-                (*func).vectorcall.expect("functions have a vectorcall"),
+                func.as_raw(),
+                func.vectorcall().expect("functions have a vectorcall"),
             );
         }
     }
-    #[cfg(Py_3_11)]
+    #[cfg(all(Py_3_11, not(Py_3_12)))]
     {
         // SAFETY: `func` is live. Its current defaults are NULL or a tuple, so the call cannot
         // fail; it increfs the value before releasing the old one (the same object), so nothing
-        // is freed. On 3.11 this is what resets `func_version`; on 3.12+ it notifies function
-        // watchers (MODIFY_DEFAULTS) with the function already consistent and invalidated.
+        // is freed, and 3.11 has no watchers to call. This is what resets `func_version`.
         unsafe {
-            let defaults = (*func).func_defaults;
-            let defaults = if defaults.is_null() {
-                pyo3_ffi::Py_None()
-            } else {
-                defaults
-            };
-            let status = pyo3_ffi::PyFunction_SetDefaults(func.cast(), defaults);
+            let defaults = func.defaults();
+            let defaults = defaults
+                .as_ref()
+                .map_or_else(|| pyo3_ffi::Py_None(), Owned::as_ptr);
+            let status = pyo3_ffi::PyFunction_SetDefaults(func.object().as_ptr(), defaults);
             debug_assert_eq!(status, 0);
         }
     }
     #[cfg(Py_3_13)]
     {
-        // SAFETY: forwarded contract.
+        // SAFETY: the function's fields are consistent and its version was just cleared above,
+        // as `restore` requires; the GIL is held.
         unsafe { restore(func) };
     }
     #[cfg(not(Py_3_11))]
@@ -104,20 +100,19 @@ const FIRST_VALID: u32 = if cfg!(Py_3_14) { 2 } else { 1 };
 /// `func` is a live function whose version was just cleared; the GIL is held (on a
 /// free-threaded build too: see [`super::require_gil`]).
 #[cfg(Py_3_13)]
-unsafe fn restore(func: *mut PyFunctionObject) {
-    use super::layout::headers::PyCodeObject;
-    // SAFETY: `func` is live, its `func_code` is a live code object, and `PyCodeObject` is
-    // bindgen's declaration from this interpreter's headers. Writing `func_version` with the
-    // GIL held is what CPython's own `_PyFunction_SetVersion` does (on free-threaded builds it
-    // is a plain store as well: they have no version cache).
-    unsafe {
-        if (*func).vectorcall.map(|v| v as usize) != default_vectorcall().map(|v| v as usize) {
-            return;
-        }
-        let version = (*(*func).func_code.cast::<PyCodeObject>()).co_version;
-        if version >= FIRST_VALID {
-            (*func).func_version = version;
-        }
+unsafe fn restore(func: Function<'_>) {
+    if func.vectorcall().map(|v| v as usize) != default_vectorcall().map(|v| v as usize) {
+        return;
+    }
+    let code = func.code();
+    let version = crate::objects::Code::cast(code.borrow())
+        .expect("the invariant: code is code")
+        .version();
+    if version >= FIRST_VALID {
+        // SAFETY: `func` is live and `func_version` sits where `build.rs` checked it. Writing
+        // it with the GIL held is what CPython's own `_PyFunction_SetVersion` does (on
+        // free-threaded builds it is a plain store as well: they have no version cache).
+        unsafe { (*func.as_raw()).func_version = version };
     }
 }
 
@@ -144,25 +139,10 @@ pub fn init() -> PyResult<()> {
             pyo3_ffi::Py_file_input,
         ))?;
         let func = Owned::from_new(pyo3_ffi::PyFunction_New(code.as_ptr(), globals.as_ptr()))?;
-        let vectorcall = (*func.as_ptr().cast::<PyFunctionObject>()).vectorcall;
+        let vectorcall = Function::cast(func.borrow())
+            .expect("PyFunction_New makes a function")
+            .vectorcall();
         DEFAULT_VECTORCALL.store(vectorcall.map_or(0, |v| v as usize), Ordering::Relaxed);
     }
     Ok(())
-}
-
-/// `func_version` for diagnostics and tests (`None` before 3.11, where there is none).
-///
-/// # Safety
-/// `func` is a live function.
-pub unsafe fn of(func: *mut PyFunctionObject) -> Option<u32> {
-    #[cfg(Py_3_11)]
-    {
-        // SAFETY: forwarded contract; a plain read of a field checked by `layout`.
-        Some(unsafe { (*func).func_version })
-    }
-    #[cfg(not(Py_3_11))]
-    {
-        let _ = func;
-        None
-    }
 }

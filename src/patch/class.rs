@@ -6,37 +6,51 @@
 //! `__len__`, ...) in the class and its subclasses, and invalidates the type's version tag,
 //! so warm attribute and call sites specialised on the class let go.
 //!
-//! What the old class had is kept where that keeps references valid: a method present in both
-//! versions is patched in place (`patch::function`), so bound methods, registries and
-//! decorators holding the old function follow; the same for the function inside a
-//! `staticmethod` or `classmethod`, a property's accessors, and nested classes (recursively).
+//! What the old class had is kept where that keeps references valid: a member that holds
+//! functions in both versions is patched in place, function by function (`patch::members`
+//! decides when, `patch::function` does it), so bound methods, registries and decorators
+//! holding the old function follow; nested classes are patched in place, recursively.
 //!
 //! Zero-argument `super()` and `__class__` read a cell that the compiler shares among the
 //! methods of one class body. The new methods' cell points at the new class; it is re-pointed
 //! at the old class before any method is patched in.
 //!
-//! What cannot change in place raises `NeedsRestart` before anything is changed: a different
-//! `__slots__` or instance layout, bases whose layout CPython refuses, a metaclass it cannot
-//! switch. Everything is checked and every new value is built first; the commit that follows
-//! runs no Python code except a metaclass's `mro()` (when bases change) and `__set_name__` of
-//! newly added descriptors, both after the class is consistent again.
+//! All or nothing. What cannot change in place raises `NeedsRestart` while nothing has changed:
+//! a different `__slots__` or instance layout. Then:
+//! 1. *prepare*: every new value is built and every function patch prepared, which raises its
+//!    `__code__` audit event, so a hook refuses before anything changes;
+//! 2. the changes that go through CPython's setters, which may still refuse (an audit hook on
+//!    `__bases__`, `__class__` or `__doc__`, a layout CPython will not switch, a metaclass's
+//!    descriptor), each recorded so that it can be undone: the `__class__` cells, the bases,
+//!    the metaclass, the members set and deleted, for the class and its nested classes;
+//! 3. the functions, patched in place; if CPython's `__code__` setter refuses now what its audit
+//!    event accepted in step 1 (a hook that changed its mind), the functions already patched
+//!    are restored;
+//! 4. what cannot fail: the wrappers' and properties' attributes, `PyType_Modified`.
+//!
+//! A failure in 2 or 3 undoes every change made so far, in reverse order, and raises. Then the
+//! class is consistent and complete, and `__set_name__` is called on the descriptors newly
+//! added, as class creation does; an exception from one propagates, with the patch applied.
+//! The old values are released last.
 
-use core::ffi::c_int;
 use core::ptr;
 
 use pyo3_ffi::{
-    Py_EQ, Py_TPFLAGS_HEAPTYPE, Py_TYPE, PyCell_Get, PyCell_Set, PyDict_Check,
-    PyDict_GetItemWithError, PyDict_Next, PyErr_Occurred, PyExc_TypeError, PyFunction_Check,
-    PyFunctionObject, PyObject, PyObject_CallMethodObjArgs, PyObject_GetAttrString,
+    Py_EQ, Py_TYPE, PyCell_Get, PyCell_Set, PyDict_Check, PyDict_GetItemWithError, PyDict_Next,
+    PyDict_SetItem, PyErr_Clear, PyErr_Occurred, PyErr_WriteUnraisable, PyObject,
+    PyObject_CallMethodObjArgs, PyObject_GetAttrString, PyObject_HasAttrString,
     PyObject_RichCompareBool, PyObject_SetAttrString, PySequence_Contains, PyTuple_GET_ITEM,
-    PyTuple_GET_SIZE, PyType_Check, PyType_Modified, PyType_Type, PyTypeObject,
-    PyUnicode_FromString,
+    PyTuple_GET_SIZE, PyType_Modified, PyType_Type, PyUnicode_Check,
 };
 
-use crate::errors::{PyResult, Raised, raise, take_message, text, utf8};
-use crate::patch::function::patch_function_unchecked;
+use crate::convert::{is_none, take_message, text, type_error, utf8};
+use crate::errors::{Pending, PyResult, Raised, raise};
+use crate::objects::{Function, Type};
 use crate::refs::{Borrowed, Owned, new_ref_opt};
 use crate::state::State;
+
+use super::function::{self, Applied, Prepared};
+use super::members;
 
 /// Class dict entries that belong to the class object itself and are never copied or removed.
 const OWN_ENTRIES: &[&str] = &[
@@ -65,16 +79,14 @@ impl<'a> Filter<'a> {
         update: Option<Borrowed<'a>>,
         remove: Option<Borrowed<'a>>,
     ) -> PyResult<Filter<'a>> {
-        // SAFETY: Py_None returns the None singleton (borrowed, never freed).
-        let none = unsafe { pyo3_ffi::Py_None() };
-        let not_none = |obj: Option<Borrowed<'a>>| obj.filter(|o| o.as_ptr() != none);
+        let not_none = |obj: Option<Borrowed<'a>>| obj.filter(|o| !is_none(*o));
         let filter = Filter {
             update: not_none(update),
             remove: not_none(remove),
         };
         for f in [filter.update, filter.remove].into_iter().flatten() {
             // SAFETY: `f` is alive; PyUnicode_Check only reads its type.
-            if unsafe { pyo3_ffi::PyUnicode_Check(f.as_ptr()) } != 0 {
+            if unsafe { PyUnicode_Check(f.as_ptr()) } != 0 {
                 return Err(type_error(
                     "patch_class(): update and remove take collections of names, not a str",
                 ));
@@ -85,16 +97,20 @@ impl<'a> Filter<'a> {
 }
 
 /// What to do to one class, worked out before anything changes.
-#[derive(Default)]
 struct Plan {
-    class: Option<Owned>,
-    new_bases: Option<Owned>,
-    new_metaclass: Option<Owned>,
+    /// The class patched in place.
+    class: Owned,
+    /// (old bases, new bases), when they differ.
+    bases: Option<(Owned, Owned)>,
+    /// (old metaclass, new metaclass), when they differ.
+    metaclass: Option<(Owned, Owned)>,
+    /// `__class__` cells of the new methods, which point at the new class.
     class_cells: Vec<Owned>,
     /// (old function, new function), patched in place.
     functions: Vec<(Owned, Owned)>,
-    /// (old wrapper, new wrapper): staticmethod/classmethod whose `__dict__` is refreshed.
-    wrappers: Vec<(Owned, Owned)>,
+    /// The attributes of new staticmethod/classmethod wrappers, to copy onto the old ones:
+    /// (old wrapper's `__dict__`, key, value).
+    wrapper_items: Vec<(Owned, Owned, Owned)>,
     /// (old property, new doc).
     property_docs: Vec<(Owned, Owned)>,
     nested: Vec<Plan>,
@@ -104,29 +120,19 @@ struct Plan {
     delete: Vec<(Owned, Owned)>,
 }
 
-fn type_error(message: &str) -> Raised {
-    // SAFETY: static exception type.
-    raise(unsafe { PyExc_TypeError }, message)
-}
-
-fn qualname(cls: Borrowed<'_>) -> String {
-    // SAFETY: `cls` is a live type; the attribute lookup returns a new reference or NULL.
-    match unsafe {
-        Owned::from_new(PyObject_GetAttrString(
-            cls.as_ptr(),
-            c"__qualname__".as_ptr(),
-        ))
-    } {
-        Ok(name) => text(name.borrow()),
-        Err(Raised) => {
-            take_message();
-            "<class>".to_owned()
-        }
+impl Plan {
+    fn class(&self) -> Type<'_> {
+        Type::cast(self.class.borrow()).expect("plans are made for classes")
     }
-}
 
-fn as_type(obj: Borrowed<'_>) -> *mut PyTypeObject {
-    obj.as_ptr().cast()
+    /// This plan and its nested plans, outermost first.
+    fn all(&self) -> Vec<&Plan> {
+        let mut out = vec![self];
+        for nested in &self.nested {
+            out.extend(nested.all());
+        }
+        out
+    }
 }
 
 /// Patches `old` in place so that it behaves like `new`.
@@ -140,158 +146,357 @@ pub unsafe fn patch_class(
     filter: &Filter<'_>,
 ) -> PyResult<()> {
     crate::abi::require_gil()?;
-    // SAFETY: both arguments are alive for the call; the plan holds strong references to all
-    // it touches, so nothing it refers to can disappear while it is applied. The GIL check
-    // `commit` relies on was just made.
-    unsafe {
-        let plan = prepare(state, old, new, filter)?;
-        commit(state, plan)
-    }
-}
-
-unsafe fn prepare(
-    state: &State,
-    old: Borrowed<'_>,
-    new: Borrowed<'_>,
-    filter: &Filter<'_>,
-) -> PyResult<Plan> {
-    // SAFETY: PyType_Check and PyDict_Check read the type only.
+    const USAGE: &str =
+        "patch_class() takes a class and its new version (a class, or a dict of members)";
+    let Some(old) = Type::cast(old) else {
+        return Err(type_error(USAGE));
+    };
+    // SAFETY: `new` is alive; PyDict_Check reads its type only.
     let members_only = unsafe { PyDict_Check(new.as_ptr()) != 0 };
-    // SAFETY: as above.
-    if unsafe {
-        PyType_Check(old.as_ptr()) == 0 || !(members_only || PyType_Check(new.as_ptr()) != 0)
-    } {
-        return Err(type_error(
-            "patch_class() takes a class and its new version (a class, or a dict of members)",
-        ));
+    let new_class = if members_only {
+        Some(old)
+    } else {
+        Type::cast(new)
+    };
+    let Some(new_class) = new_class else {
+        return Err(type_error(USAGE));
+    };
+    for t in [old, new_class] {
+        if !t.is_heap_type() {
+            return Err(type_error(&format!(
+                "{} is a built-in or extension type; only classes defined in Python can be \
+                 patched",
+                t.name()
+            )));
+        }
     }
-    if members_only {
-        // SAFETY: `old` is a live type, `new` a live dict; same contract as ours.
-        return unsafe { prepare_members(state, old, new, filter) };
+    if old.is(new_class) && !members_only {
+        return Ok(());
     }
-    let (o, n) = (as_type(old), as_type(new));
-    // SAFETY: both are live type objects; reading their flags, sizes and tuples is plain
-    // field access on layouts checked by `abi::layout`.
-    unsafe {
-        for t in [o, n] {
-            if pyo3_ffi::PyType_GetFlags(t) & Py_TPFLAGS_HEAPTYPE == 0 {
-                let name = core::ffi::CStr::from_ptr((*t).tp_name).to_string_lossy();
-                return Err(type_error(&format!(
-                    "{name} is a built-in or extension type; only classes defined in Python \
-                     can be patched"
-                )));
-            }
+    let plan = if members_only {
+        plan_members_only(state, old, new, filter)?
+    } else {
+        plan(state, old, new_class, filter)?
+    };
+    let plans = plan.all();
+    // Step 1: every function patch prepared (reads, audit events, frame search).
+    let mut prepared = Vec::new();
+    for p in &plans {
+        for (old_f, new_f) in &p.functions {
+            let (o, n) = (function_of(old_f), function_of(new_f));
+            // SAFETY: GIL held (forwarded); the GIL check was made above.
+            prepared.push(unsafe { function::prepare(state, o, n)? });
         }
-        let mut plan = Plan {
-            class: Some(old.to_owned()),
-            ..Plan::default()
-        };
-        if old.is(new) {
-            return Ok(plan);
-        }
-        check_layout(state, old, new)?;
-        if !same_object_tuple((*o).tp_bases, (*n).tp_bases)? {
-            plan.new_bases = new_ref_opt((*n).tp_bases);
-        }
-        if !ptr::eq(Py_TYPE(old.as_ptr()), Py_TYPE(new.as_ptr())) {
-            plan.new_metaclass = new_ref_opt(Py_TYPE(new.as_ptr()).cast());
-        }
-        let old_dict = Borrowed::from_ptr((*o).tp_dict).expect("heap types have a dict");
-        let new_dict = Borrowed::from_ptr((*n).tp_dict).expect("heap types have a dict");
-        if plan.new_bases.is_some() {
-            check_own_descriptors(state, old, old_dict, new_dict)?;
-        }
-        plan_members(state, &mut plan, old, new, new_dict, filter, true)?;
-        Ok(plan)
     }
+    // SAFETY: GIL held; everything used is held by `plan`; the GIL check was made above.
+    unsafe { commit(state, &plans, prepared) }
 }
 
-/// The members-only form, `patch_class(old, {name: value, ...})`: the new values come from a
-/// class body run without its class statement (no metaclass, decorator or
-/// `__init_subclass__` ran), so there are no bases, metaclass or layout to compare. The
-/// caller has pointed the body's `__class__` cell at `old` already.
+fn function_of(obj: &Owned) -> Function<'_> {
+    Function::cast(obj.borrow()).expect("members::in_place_pairs pairs functions")
+}
+
+/// Steps 2 to 4 and `__set_name__`, with the undoing described in the module documentation.
 ///
 /// # Safety
-/// GIL held; `old` is a live type and `members` a live dict.
-unsafe fn prepare_members(
+/// GIL held; [`crate::abi::require_gil`] succeeded during this call from Python.
+unsafe fn commit(state: &State, plans: &[&Plan], prepared: Vec<Prepared<'_>>) -> PyResult<()> {
+    let mut undo = Vec::new();
+    // SAFETY: GIL held (forwarded); every object is held by the plans.
+    if let Err(Raised) = unsafe { change_classes(state, plans, &mut undo) } {
+        // SAFETY: an exception is set; GIL held.
+        return Err(unsafe { undo_all(undo, Vec::new()) });
+    }
+    let mut applied: Vec<Applied<'_>> = Vec::with_capacity(prepared.len());
+    for patch in prepared {
+        // SAFETY: the GIL is held and `require_gil` passed (`patch_class` checked it before
+        // anything was prepared).
+        match unsafe { patch.commit() } {
+            Ok(done) => applied.push(done),
+            // SAFETY: an exception is set; GIL held.
+            Err(Raised) => return Err(unsafe { undo_all(undo, applied) }),
+        }
+    }
+    // SAFETY: GIL held; the wrappers' dicts and the properties are held by the plans.
+    unsafe {
+        for plan in plans {
+            for (dict, key, value) in &plan.wrapper_items {
+                if PyDict_SetItem(dict.as_ptr(), key.as_ptr(), value.as_ptr()) < 0 {
+                    // Only out of memory: the wrapper keeps its old name or doc.
+                    PyErr_Clear();
+                }
+            }
+            for (prop, doc) in &plan.property_docs {
+                if PyObject_SetAttrString(prop.as_ptr(), c"__doc__".as_ptr(), doc.as_ptr()) < 0 {
+                    PyErr_Clear();
+                }
+            }
+            PyType_Modified(plan.class.as_ptr().cast());
+        }
+    }
+    let mut result = Ok(());
+    for plan in plans {
+        for (name, value, _old) in &plan.set {
+            // SAFETY: GIL held; live objects held by the plan.
+            result = unsafe { tell_owner(plan.class.as_ptr(), name, value) };
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_err() {
+            break;
+        }
+    }
+    // The old values: function fields, then (with the plans, dropped by the caller) members.
+    drop(applied);
+    drop(undo);
+    result
+}
+
+/// One change made through CPython's setters, and how to take it back.
+enum Undo {
+    /// A `__class__` cell, and what it held.
+    Cell(Owned, Option<Owned>),
+    /// `cls.<name> = value` (delete when `None`).
+    Attribute(Owned, Owned, Option<Owned>),
+    /// `type.__setattr__(cls, name, value)` (delete when `None`).
+    Member(Owned, Owned, Option<Owned>),
+}
+
+/// Step 2: cells, bases, metaclass, members, for every class of the patch.
+///
+/// # Safety
+/// GIL held.
+unsafe fn change_classes(state: &State, plans: &[&Plan], undo: &mut Vec<Undo>) -> PyResult<()> {
+    for plan in plans {
+        let cls = plan.class.as_ptr();
+        // SAFETY: every object is held by the plan; GIL held.
+        unsafe {
+            for cell in &plan.class_cells {
+                let previous = Owned::from_new_opt(PyCell_Get(cell.as_ptr()));
+                if PyCell_Set(cell.as_ptr(), cls) < 0 {
+                    return Err(Raised);
+                }
+                undo.push(Undo::Cell(cell.clone(), previous));
+            }
+            if let Some((old_bases, new_bases)) = &plan.bases {
+                let name = crate::convert::string("__bases__")?;
+                if set_member(cls, &name, Some(new_bases)).is_err() {
+                    let why = take_message();
+                    return Err(raise(
+                        state.needs_restart.get(),
+                        &format!(
+                            "the bases of {} changed and CPython cannot switch existing \
+                             instances to them ({why}); restart to apply this change",
+                            plan.class().qualname()
+                        ),
+                    ));
+                }
+                undo.push(Undo::Member(
+                    plan.class.clone(),
+                    name,
+                    Some(old_bases.clone()),
+                ));
+            }
+            if let Some((old_meta, new_meta)) = &plan.metaclass {
+                let name = crate::convert::string("__class__")?;
+                if PyObject_SetAttrString(cls, c"__class__".as_ptr(), new_meta.as_ptr()) < 0 {
+                    let why = take_message();
+                    return Err(raise(
+                        state.needs_restart.get(),
+                        &format!(
+                            "the metaclass of {} changed and the class cannot switch to it \
+                             ({why}); restart to apply this change",
+                            plan.class().qualname()
+                        ),
+                    ));
+                }
+                undo.push(Undo::Attribute(
+                    plan.class.clone(),
+                    name,
+                    Some(old_meta.clone()),
+                ));
+            }
+            for (name, value, old) in &plan.set {
+                set_member(cls, name, Some(value))?;
+                undo.push(Undo::Member(plan.class.clone(), name.clone(), old.clone()));
+            }
+            for (name, old) in &plan.delete {
+                set_member(cls, name, None)?;
+                undo.push(Undo::Member(
+                    plan.class.clone(),
+                    name.clone(),
+                    Some(old.clone()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes back the function patches in `applied` and the changes in `undo`, last first, keeping
+/// the exception that made the patch fail. A step that cannot be taken back (a hook refusing
+/// the restore too) is reported through `sys.unraisablehook`.
+///
+/// # Safety
+/// GIL held; an exception is set.
+unsafe fn undo_all(undo: Vec<Undo>, applied: Vec<Applied<'_>>) -> Raised {
+    // SAFETY: GIL held; the exception is put back at the end.
+    unsafe {
+        let pending = Pending::take();
+        for done in applied.into_iter().rev() {
+            done.undo();
+        }
+        for step in undo.into_iter().rev() {
+            let (status, what) = match &step {
+                Undo::Cell(cell, previous) => {
+                    let previous = previous.as_ref().map_or(ptr::null_mut(), Owned::as_ptr);
+                    (PyCell_Set(cell.as_ptr(), previous), cell.as_ptr())
+                }
+                Undo::Attribute(cls, name, value) => {
+                    let value = value.as_ref().map_or(ptr::null_mut(), Owned::as_ptr);
+                    let status = pyo3_ffi::PyObject_SetAttr(cls.as_ptr(), name.as_ptr(), value);
+                    (status, cls.as_ptr())
+                }
+                Undo::Member(cls, name, value) => {
+                    let status = set_member(cls.as_ptr(), name, value.as_ref()).map_or(-1, |()| 0);
+                    (status, cls.as_ptr())
+                }
+            };
+            if status < 0 {
+                PyErr_WriteUnraisable(what);
+            }
+        }
+        pending.restore()
+    }
+}
+
+/// `type.__setattr__(cls, name, value)`; `None` deletes.
+///
+/// # Safety
+/// GIL held; `cls` is a live class.
+unsafe fn set_member(cls: *mut PyObject, name: &Owned, value: Option<&Owned>) -> PyResult<()> {
+    let value = value.map_or(ptr::null_mut(), Owned::as_ptr);
+    // SAFETY: PyType_Type's tp_setattro is `type_setattro`, valid for any heap type; it stores
+    // into the class dict, updates slots and calls PyType_Modified.
+    let status = unsafe {
+        let setattro = PyType_Type.tp_setattro.expect("type has setattro");
+        setattro(cls, name.as_ptr(), value)
+    };
+    if status < 0 { Err(Raised) } else { Ok(()) }
+}
+
+/// Works out the plan for `old` (and its nested classes) without changing anything.
+fn plan(state: &State, old: Type<'_>, new: Type<'_>, filter: &Filter<'_>) -> PyResult<Plan> {
+    check_layout(state, old, new)?;
+    let mut plan = Plan {
+        class: old.object().to_owned(),
+        bases: None,
+        metaclass: None,
+        class_cells: Vec::new(),
+        functions: Vec::new(),
+        wrapper_items: Vec::new(),
+        property_docs: Vec::new(),
+        nested: Vec::new(),
+        set: Vec::new(),
+        delete: Vec::new(),
+    };
+    let (old_bases, new_bases) = (old.bases(), new.bases());
+    if !same_object_tuple(old_bases.as_ref(), new_bases.as_ref()) {
+        if let (Some(o), Some(n)) = (old_bases, new_bases) {
+            plan.bases = Some((o, n));
+        }
+    }
+    // SAFETY: both are alive, so are their types (borrowed, referenced at once).
+    let (old_meta, new_meta) = unsafe {
+        (
+            Borrowed::from_ptr(Py_TYPE(old.object().as_ptr()).cast()).expect("a type"),
+            Borrowed::from_ptr(Py_TYPE(new.object().as_ptr()).cast()).expect("a type"),
+        )
+    };
+    if !old_meta.is(new_meta) {
+        plan.metaclass = Some((old_meta.to_owned(), new_meta.to_owned()));
+    }
+    let (old_dict, new_dict) = (old.dict(), new.dict());
+    if plan.bases.is_some() {
+        check_own_descriptors(state, old, old_dict, new_dict)?;
+    }
+    plan_members(state, &mut plan, old, new, new_dict, filter, true)?;
+    Ok(plan)
+}
+
+/// The members-only form, `patch_class(old, {name: value, ...})`: the values come from a
+/// class body run without its class statement (no metaclass, decorator or
+/// `__init_subclass__` ran), so there are no bases, metaclass or layout to compare; the
+/// caller pointed the body's `__class__` cell at `old` already. Nothing is removed but what
+/// `remove` names: the dict holds what changed.
+fn plan_members_only(
     state: &State,
-    old: Borrowed<'_>,
+    old: Type<'_>,
     members: Borrowed<'_>,
     filter: &Filter<'_>,
 ) -> PyResult<Plan> {
-    let o = as_type(old);
-    // SAFETY: `old` is a live type; its flags and dict are plain fields (layout checked).
-    unsafe {
-        if pyo3_ffi::PyType_GetFlags(o) & Py_TPFLAGS_HEAPTYPE == 0 {
-            let name = core::ffi::CStr::from_ptr((*o).tp_name).to_string_lossy();
-            return Err(type_error(&format!(
-                "{name} is a built-in or extension type; only classes defined in Python can be \
-                 patched"
-            )));
-        }
-        let mut plan = Plan {
-            class: Some(old.to_owned()),
-            ..Plan::default()
-        };
-        // Nested classes are recognised by their qualname under the old class's. Members the
-        // dict lacks are removed only when `remove` names them: the dict holds what changed.
-        plan_members(state, &mut plan, old, old, members, filter, false)?;
-        Ok(plan)
-    }
+    let mut plan = Plan {
+        class: old.object().to_owned(),
+        bases: None,
+        metaclass: None,
+        class_cells: Vec::new(),
+        functions: Vec::new(),
+        wrapper_items: Vec::new(),
+        property_docs: Vec::new(),
+        nested: Vec::new(),
+        set: Vec::new(),
+        delete: Vec::new(),
+    };
+    // Nested classes are recognised by their qualname under the old class's own.
+    plan_members(state, &mut plan, old, old, members, filter, false)?;
+    Ok(plan)
 }
 
 /// Records in `plan` what to set, patch in place and delete so that `old`'s members become
-/// those of `new_dict` (filtered). `new` is the class `new_dict` belongs to, whose
-/// `__class__` cells are re-pointed at `old` (`old` itself in the members-only form).
-/// `remove_missing`: without a `remove` filter, members `new_dict` lacks are removed.
-///
-/// # Safety
-/// GIL held; `old` and `new` are live types, `new_dict` a live dict.
-unsafe fn plan_members(
+/// those of `new_dict` (filtered). `new` is the class `new_dict` came from, whose `__class__`
+/// cells are re-pointed at `old` (`old` itself in the members-only form).
+/// `remove_missing`: without a `remove` filter, the members `new_dict` lacks are removed.
+fn plan_members(
     state: &State,
     plan: &mut Plan,
-    old: Borrowed<'_>,
-    new: Borrowed<'_>,
+    old: Type<'_>,
+    new: Type<'_>,
     new_dict: Borrowed<'_>,
     filter: &Filter<'_>,
     remove_missing: bool,
 ) -> PyResult<()> {
-    let o = as_type(old);
-    // SAFETY: live heap types and dicts (caller); lookups take their own references.
-    unsafe {
-        let old_dict = Borrowed::from_ptr((*o).tp_dict).expect("heap types have a dict");
-        let slots = slot_names(o);
-        let own = |name: &str| OWN_ENTRIES.contains(&name) || slots.iter().any(|s| s == name);
+    let old_dict = old.dict();
+    let slots = old.slot_names();
+    let own = |name: &str| OWN_ENTRIES.contains(&name) || slots.iter().any(|s| s == name);
 
-        for (name, value) in dict_items(new_dict) {
-            let key = utf8(name.borrow()).unwrap_or_default();
-            if own(&key) || !wanted(filter.update, name.borrow())? {
-                continue;
-            }
-            collect_class_cells(value.borrow(), new, &mut plan.class_cells, 4);
-            let current = lookup(old_dict, name.borrow())?;
-            match current {
-                Some(current) if current.borrow().is(value.borrow()) => {}
-                Some(current) => {
-                    if !plan_in_place(state, plan, &current, &value, new)? {
-                        plan.set.push((name, value, Some(current)));
-                    }
-                }
-                None => plan.set.push((name, value, None)),
-            }
+    for (name, value) in dict_items(new_dict) {
+        let key = utf8(name.borrow()).unwrap_or_default();
+        if own(&key) || !wanted(filter.update, name.borrow())? {
+            continue;
         }
-        for (name, value) in dict_items(old_dict) {
-            let key = utf8(name.borrow()).unwrap_or_default();
-            if own(&key) || lookup(new_dict, name.borrow())?.is_some() {
-                continue;
+        collect_class_cells(value.borrow(), new.object(), &mut plan.class_cells, 4);
+        match lookup(old_dict, name.borrow())? {
+            Some(current) if current.borrow().is(value.borrow()) => {}
+            Some(current) => {
+                if !plan_in_place(state, plan, &current, &value, new)? {
+                    plan.set.push((name, value, Some(current)));
+                }
             }
-            let remove = match filter.remove {
-                None => remove_missing,
-                Some(_) => wanted(filter.remove, name.borrow())?,
-            };
-            if remove {
-                plan.delete.push((name, value));
-            }
+            None => plan.set.push((name, value, None)),
+        }
+    }
+    for (name, value) in dict_items(old_dict) {
+        let key = utf8(name.borrow()).unwrap_or_default();
+        if own(&key) || lookup(new_dict, name.borrow())?.is_some() {
+            continue;
+        }
+        let remove = match filter.remove {
+            None => remove_missing,
+            Some(_) => wanted(filter.remove, name.borrow())?,
+        };
+        if remove {
+            plan.delete.push((name, value));
         }
     }
     Ok(())
@@ -310,64 +515,35 @@ fn wanted(filter: Option<Borrowed<'_>>, name: Borrowed<'_>) -> PyResult<bool> {
 }
 
 /// Decides whether `current` can become `value` in place; records how if so.
-///
-/// # Safety
-/// GIL held; all arguments alive.
-unsafe fn plan_in_place(
+fn plan_in_place(
     state: &State,
     plan: &mut Plan,
     current: &Owned,
     value: &Owned,
-    new_class: Borrowed<'_>,
+    new_class: Type<'_>,
 ) -> PyResult<bool> {
-    let (c, v) = (current.as_ptr(), value.as_ptr());
-    // SAFETY: type checks and attribute reads on live objects.
-    unsafe {
-        if PyFunction_Check(c) != 0 && PyFunction_Check(v) != 0 {
-            plan.functions.push((current.clone(), value.clone()));
-            return Ok(true);
-        }
-        let same_type = ptr::eq(Py_TYPE(c), Py_TYPE(v));
-        let is = |t: *mut PyTypeObject| ptr::eq(Py_TYPE(c), t);
-        if same_type
-            && (is(&raw mut pyo3_ffi::PyStaticMethod_Type)
-                || is(&raw mut pyo3_ffi::PyClassMethod_Type))
-        {
-            let (old_f, new_f) = (attr(c, c"__func__")?, attr(v, c"__func__")?);
-            if PyFunction_Check(old_f.as_ptr()) != 0 && PyFunction_Check(new_f.as_ptr()) != 0 {
-                plan.functions.push((old_f, new_f));
-                plan.wrappers.push((current.clone(), value.clone()));
-                return Ok(true);
+    if let Some(pairs) = members::in_place_pairs(current.borrow(), value.borrow())? {
+        match members::kind(current.borrow()) {
+            members::Kind::Wrapper => {
+                plan.wrapper_items
+                    .extend(wrapper_items(current.borrow(), value.borrow())?);
             }
-            return Ok(false);
-        }
-        if same_type && is(&raw mut pyo3_ffi::PyProperty_Type) {
-            let mut pairs = Vec::new();
-            for accessor in [c"fget", c"fset", c"fdel"] {
-                let (a, b) = (attr(c, accessor)?, attr(v, accessor)?);
-                let (fa, fb) = (
-                    PyFunction_Check(a.as_ptr()) != 0,
-                    PyFunction_Check(b.as_ptr()) != 0,
-                );
-                if fa && fb {
-                    pairs.push((a, b));
-                } else if !(a.as_ptr() == pyo3_ffi::Py_None() && b.as_ptr() == pyo3_ffi::Py_None())
-                {
-                    return Ok(false);
-                }
+            members::Kind::Property => {
+                plan.property_docs
+                    .push((current.clone(), attribute(value.borrow(), c"__doc__")?));
             }
-            plan.functions.extend(pairs);
-            plan.property_docs
-                .push((current.clone(), attr(v, c"__doc__")?));
-            return Ok(true);
+            members::Kind::Function | members::Kind::Other => {}
         }
-        if PyType_Check(c) != 0 && PyType_Check(v) != 0 && is_nested(current, value, new_class)? {
+        plan.functions.extend(pairs);
+        return Ok(true);
+    }
+    if let (Some(c), Some(v)) = (Type::cast(current.borrow()), Type::cast(value.borrow())) {
+        if is_nested(c, v, new_class) && c.is_heap_type() && v.is_heap_type() {
             let filter = Filter {
                 update: None,
                 remove: None,
             };
-            plan.nested
-                .push(prepare(state, current.borrow(), value.borrow(), &filter)?);
+            plan.nested.push(self::plan(state, c, v, &filter)?);
             return Ok(true);
         }
     }
@@ -375,24 +551,37 @@ unsafe fn plan_in_place(
 }
 
 /// A class defined in the body of `outer` (its qualname is `Outer.Name`), in both versions.
-unsafe fn is_nested(current: &Owned, value: &Owned, outer: Borrowed<'_>) -> PyResult<bool> {
-    let (a, b) = (qualname(current.borrow()), qualname(value.borrow()));
-    Ok(a == b && b.starts_with(&format!("{}.", qualname(outer))))
+fn is_nested(current: Type<'_>, value: Type<'_>, outer: Type<'_>) -> bool {
+    let (a, b) = (current.qualname(), value.qualname());
+    a == b && b.starts_with(&format!("{}.", outer.qualname()))
 }
 
 /// `getattr(obj, name)` as a new reference.
-unsafe fn attr(obj: *mut PyObject, name: &core::ffi::CStr) -> PyResult<Owned> {
-    // SAFETY: `obj` is alive (caller); returns a new reference or NULL with an exception.
-    unsafe { Owned::from_new(PyObject_GetAttrString(obj, name.as_ptr())) }
+fn attribute(obj: Borrowed<'_>, name: &core::ffi::CStr) -> PyResult<Owned> {
+    // SAFETY: `obj` is alive; returns a new reference or NULL with an exception.
+    unsafe { Owned::from_new(PyObject_GetAttrString(obj.as_ptr(), name.as_ptr())) }
+}
+
+/// The attributes (name, doc, ...) of a new staticmethod/classmethod wrapper to copy onto the
+/// old one, whose function is patched in place; `__wrapped__` stays the old function.
+fn wrapper_items(old: Borrowed<'_>, new: Borrowed<'_>) -> PyResult<Vec<(Owned, Owned, Owned)>> {
+    let (Ok(od), Ok(nd)) = (attribute(old, c"__dict__"), attribute(new, c"__dict__")) else {
+        // SAFETY: the failed lookup set an exception: a wrapper without a `__dict__` has
+        // nothing to copy.
+        unsafe { PyErr_Clear() };
+        return Ok(Vec::new());
+    };
+    Ok(dict_items(nd.borrow())
+        .into_iter()
+        .filter(|(key, _)| utf8(key.borrow()).as_deref() != Some("__wrapped__"))
+        .map(|(key, value)| (od.clone(), key, value))
+        .collect())
 }
 
 /// `dict[key]` as a new reference, `None` if absent.
-///
-/// # Safety
-/// `dict` is a live dict; GIL held.
-unsafe fn lookup(dict: Borrowed<'_>, key: Borrowed<'_>) -> PyResult<Option<Owned>> {
-    // SAFETY: `dict` is a live dict; the result is borrowed from it, so we take our own
-    // reference at once.
+fn lookup(dict: Borrowed<'_>, key: Borrowed<'_>) -> PyResult<Option<Owned>> {
+    // SAFETY: `dict` is a live dict (a class dict); the result is borrowed from it, so we take
+    // our own reference at once.
     unsafe {
         let found = PyDict_GetItemWithError(dict.as_ptr(), key.as_ptr());
         if found.is_null() && !PyErr_Occurred().is_null() {
@@ -420,85 +609,56 @@ fn dict_items(dict: Borrowed<'_>) -> Vec<(Owned, Owned)> {
     items
 }
 
-/// Compares two tuples (or NULLs) element by element, by identity.
-unsafe fn same_object_tuple(a: *mut PyObject, b: *mut PyObject) -> PyResult<bool> {
-    if a.is_null() || b.is_null() {
-        return Ok(a == b);
-    }
-    // SAFETY: both are live tuples (a type's tp_bases).
+/// Compares two tuples (or absences) element by element, by identity.
+fn same_object_tuple(a: Option<&Owned>, b: Option<&Owned>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else {
+        return a.is_none() && b.is_none();
+    };
+    // SAFETY: both are live tuples (a type's `tp_bases`), kept alive by the caller.
     unsafe {
-        let n = PyTuple_GET_SIZE(a);
-        if n != PyTuple_GET_SIZE(b) {
-            return Ok(false);
-        }
-        Ok((0..n).all(|i| PyTuple_GET_ITEM(a, i) == PyTuple_GET_ITEM(b, i)))
-    }
-}
-
-/// The names of the member descriptors `__slots__` created (`ht_slots`, mangled).
-unsafe fn slot_names(t: *mut PyTypeObject) -> Vec<String> {
-    // SAFETY: a heap type is a PyHeapTypeObject; ht_slots is NULL or a tuple of str.
-    unsafe {
-        let slots = (*t.cast::<pyo3_ffi::PyHeapTypeObject>()).ht_slots;
-        if slots.is_null() {
-            return Vec::new();
-        }
-        (0..PyTuple_GET_SIZE(slots))
-            .filter_map(|i| Borrowed::from_ptr(PyTuple_GET_ITEM(slots, i)))
-            .filter_map(utf8)
-            .collect()
+        let n = PyTuple_GET_SIZE(a.as_ptr());
+        n == PyTuple_GET_SIZE(b.as_ptr())
+            && (0..n).all(|i| PyTuple_GET_ITEM(a.as_ptr(), i) == PyTuple_GET_ITEM(b.as_ptr(), i))
     }
 }
 
 /// Refuses layouts that existing instances could not follow.
-unsafe fn check_layout(state: &State, old: Borrowed<'_>, new: Borrowed<'_>) -> PyResult<()> {
-    let (o, n) = (as_type(old), as_type(new));
-    // SAFETY: live heap types (checked by the caller).
-    unsafe {
-        let (os, ns) = (
-            (*o.cast::<pyo3_ffi::PyHeapTypeObject>()).ht_slots,
-            (*n.cast::<pyo3_ffi::PyHeapTypeObject>()).ht_slots,
-        );
-        let slots_equal = if os.is_null() || ns.is_null() {
-            os.is_null() && ns.is_null()
-        } else {
-            match PyObject_RichCompareBool(os, ns, Py_EQ) {
+fn check_layout(state: &State, old: Type<'_>, new: Type<'_>) -> PyResult<()> {
+    let (os, ns) = (old.slots(), new.slots());
+    let slots_equal = match (&os, &ns) {
+        (Some(os), Some(ns)) => {
+            // SAFETY: two live tuples; the comparison returns -1 with an exception set.
+            match unsafe { PyObject_RichCompareBool(os.as_ptr(), ns.as_ptr(), Py_EQ) } {
                 -1 => return Err(Raised),
                 equal => equal == 1,
             }
-        };
-        let show = |s: *mut PyObject| Borrowed::from_ptr(s).map_or("none".to_owned(), text);
-        if !slots_equal {
-            return Err(raise(
-                state.needs_restart,
-                &format!(
-                    "the __slots__ of {} changed from {} to {}: instances made before the edit \
-                     have the old layout; restart to apply this change",
-                    qualname(old),
-                    show(os),
-                    show(ns)
-                ),
-            ));
         }
-        let layout = |t: *mut PyTypeObject| {
-            (
-                (*t).tp_basicsize,
-                (*t).tp_itemsize,
-                (*t).tp_dictoffset,
-                (*t).tp_weaklistoffset,
-            )
-        };
-        if layout(o) != layout(n) {
-            return Err(raise(
-                state.needs_restart,
-                &format!(
-                    "the instance layout of {} changed (its bases or __slots__ add or remove \
-                     C-level fields): instances made before the edit cannot follow; restart \
-                     to apply this change",
-                    qualname(old)
-                ),
-            ));
-        }
+        (None, None) => true,
+        _ => false,
+    };
+    let show = |s: &Option<Owned>| s.as_ref().map_or("none".to_owned(), |s| text(s.borrow()));
+    if !slots_equal {
+        return Err(raise(
+            state.needs_restart.get(),
+            &format!(
+                "the __slots__ of {} changed from {} to {}: instances made before the edit \
+                 have the old layout; restart to apply this change",
+                old.qualname(),
+                show(&os),
+                show(&ns)
+            ),
+        ));
+    }
+    if old.layout() != new.layout() {
+        return Err(raise(
+            state.needs_restart.get(),
+            &format!(
+                "the instance layout of {} changed (its bases or __slots__ add or remove \
+                 C-level fields): instances made before the edit cannot follow; restart to \
+                 apply this change",
+                old.qualname()
+            ),
+        ));
     }
     Ok(())
 }
@@ -512,29 +672,21 @@ unsafe fn check_layout(state: &State, old: Borrowed<'_>, new: Borrowed<'_>) -> P
 /// refuse it). The new class's descriptors cannot be moved over: they check their own type.
 fn check_own_descriptors(
     state: &State,
-    old: Borrowed<'_>,
+    old: Type<'_>,
     old_dict: Borrowed<'_>,
     new_dict: Borrowed<'_>,
 ) -> PyResult<()> {
-    for name in [c"__dict__", c"__weakref__"] {
-        // SAFETY: a static NUL-terminated string; a new reference or NULL with an exception.
-        let key = unsafe { Owned::from_new(PyUnicode_FromString(name.as_ptr())) }?;
-        // SAFETY: both are the `tp_dict` of live heap types (the caller's), so live dicts;
-        // `key` is a live str; `lookup` returns with no exception set unless it fails.
-        let (in_old, in_new) = unsafe {
-            (
-                lookup(old_dict, key.borrow())?.is_some(),
-                lookup(new_dict, key.borrow())?.is_some(),
-            )
-        };
+    for name in ["__dict__", "__weakref__"] {
+        let key = crate::convert::string(name)?;
+        let in_old = lookup(old_dict, key.borrow())?.is_some();
+        let in_new = lookup(new_dict, key.borrow())?.is_some();
         if in_new && !in_old {
             return Err(raise(
-                state.needs_restart,
+                state.needs_restart.get(),
                 &format!(
-                    "the bases of {} changed and its instances would lose the {} their old \
-                     bases gave them; restart to apply this change",
-                    qualname(old),
-                    name.to_string_lossy()
+                    "the bases of {} changed and its instances would lose the {name} their \
+                     old bases gave them; restart to apply this change",
+                    old.qualname()
                 ),
             ));
         }
@@ -542,9 +694,8 @@ fn check_own_descriptors(
     Ok(())
 }
 
-/// Finds `__class__` cells that point at `new_class` in `value` (a function, a
-/// staticmethod/classmethod, a property), also inside functions captured by closures
-/// (decorator wrappers), down to `depth` levels.
+/// Finds `__class__` cells that point at `new_class` in `value` (the functions a member holds),
+/// also inside functions captured by closures (decorator wrappers), down to `depth` levels.
 fn collect_class_cells(
     value: Borrowed<'_>,
     new_class: Borrowed<'_>,
@@ -554,180 +705,63 @@ fn collect_class_cells(
     if depth == 0 {
         return;
     }
-    // SAFETY: reads of live objects; attribute errors are cleared, they only mean "none here".
-    unsafe {
-        let obj = value.as_ptr();
-        if PyFunction_Check(obj) == 0 {
-            let is = |t: *mut PyTypeObject| ptr::eq(Py_TYPE(obj), t);
-            if !(is(&raw mut pyo3_ffi::PyStaticMethod_Type)
-                || is(&raw mut pyo3_ffi::PyClassMethod_Type)
-                || is(&raw mut pyo3_ffi::PyProperty_Type))
-            {
-                return;
-            }
-            for name in [c"__func__", c"fget", c"fset", c"fdel"] {
-                match Owned::from_new(PyObject_GetAttrString(obj, name.as_ptr())) {
-                    Ok(inner) if PyFunction_Check(inner.as_ptr()) != 0 => {
-                        collect_class_cells(inner.borrow(), new_class, out, depth - 1);
-                    }
-                    Ok(_) => {}
-                    Err(Raised) => {
-                        pyo3_ffi::PyErr_Clear();
-                    }
+    let Some(func) = Function::cast(value) else {
+        match members::functions(value) {
+            Ok(held) => {
+                for inner in held {
+                    collect_class_cells(inner.borrow(), new_class, out, depth - 1);
                 }
             }
+            // SAFETY: the failed lookup set an exception; it only means "none here".
+            Err(Raised) => unsafe { PyErr_Clear() },
+        }
+        return;
+    };
+    let Some(closure) = func.closure() else {
+        return;
+    };
+    let code = func.code();
+    let names = match crate::objects::Code::cast(code.borrow()).map(|c| c.free_vars()) {
+        Some(Ok(names)) => names,
+        _ => {
+            // SAFETY: a failed read set an exception; it only means "none here".
+            unsafe { PyErr_Clear() };
             return;
         }
-        let func = obj.cast::<PyFunctionObject>();
-        let closure = (*func).func_closure;
-        if closure.is_null() {
-            return;
-        }
-        let Ok(names) = Owned::from_new(PyObject_GetAttrString(
-            (*func).func_code,
-            c"co_freevars".as_ptr(),
-        )) else {
-            pyo3_ffi::PyErr_Clear();
-            return;
-        };
-        for i in 0..PyTuple_GET_SIZE(closure) {
-            let cell = PyTuple_GET_ITEM(closure, i);
-            let content = PyCell_Get(cell);
-            let Some(content) = Owned::from_new_opt(content) else {
-                pyo3_ffi::PyErr_Clear();
+    };
+    // SAFETY: the closure is a tuple of cells (the invariant), kept alive by `closure`.
+    unsafe {
+        for i in 0..PyTuple_GET_SIZE(closure.as_ptr()) {
+            let cell = PyTuple_GET_ITEM(closure.as_ptr(), i);
+            let Some(content) = Owned::from_new_opt(PyCell_Get(cell)) else {
+                PyErr_Clear();
                 continue;
             };
-            let name = Borrowed::from_ptr(PyTuple_GET_ITEM(names.as_ptr(), i)).and_then(utf8);
-            if content.borrow().is(new_class) && name.as_deref() == Some("__class__") {
+            let name = names.get(i as usize).map(String::as_str);
+            if content.borrow().is(new_class) && name == Some("__class__") {
                 if !out.iter().any(|c| c.as_ptr() == cell) {
                     out.push(Borrowed::from_ptr(cell).expect("cell").to_owned());
                 }
-            } else if PyFunction_Check(content.as_ptr()) != 0 {
+            } else if Function::cast(content.borrow()).is_some() {
                 collect_class_cells(content.borrow(), new_class, out, depth - 1);
             }
         }
     }
 }
 
-/// `type.__setattr__(cls, name, value)`; `value` NULL deletes.
-unsafe fn type_setattr(
-    cls: *mut PyObject,
-    name: *mut PyObject,
-    value: *mut PyObject,
-) -> PyResult<()> {
-    // SAFETY: PyType_Type's tp_setattro is `type_setattro`, valid for any heap type; it stores
-    // into the class dict, updates slots and calls PyType_Modified.
-    let status: c_int = unsafe {
-        let setattro = PyType_Type.tp_setattro.expect("type has setattro");
-        setattro(cls, name, value)
-    };
-    if status < 0 { Err(Raised) } else { Ok(()) }
-}
-
-/// Applies a plan made by [`prepare`], nested plans last.
-///
-/// # Safety
-/// GIL held; `state` is this module's state; [`crate::abi::require_gil`] succeeded during
-/// this call from Python (`patch_class` checks it once, for every function patched here).
-unsafe fn commit(state: &State, plan: Plan) -> PyResult<()> {
-    let cls = plan.class.as_ref().expect("plan has a class").as_ptr();
-    // SAFETY: every object used below is held by `plan`; the GIL is held.
-    unsafe {
-        if let Some(bases) = &plan.new_bases {
-            let name = Owned::from_new(PyUnicode_FromString(c"__bases__".as_ptr()))?;
-            if type_setattr(cls, name.as_ptr(), bases.as_ptr()).is_err() {
-                let why = take_message();
-                return Err(raise(
-                    state.needs_restart,
-                    &format!(
-                        "the bases of {} changed and CPython cannot switch existing instances \
-                         to them ({why}); restart to apply this change",
-                        qualname(Borrowed::from_ptr(cls).expect("class"))
-                    ),
-                ));
-            }
-        }
-        if let Some(metaclass) = &plan.new_metaclass {
-            if PyObject_SetAttrString(cls, c"__class__".as_ptr(), metaclass.as_ptr()) < 0 {
-                let why = take_message();
-                return Err(raise(
-                    state.needs_restart,
-                    &format!(
-                        "the metaclass of {} changed and the class cannot switch to it \
-                         ({why}); restart to apply this change",
-                        qualname(Borrowed::from_ptr(cls).expect("class"))
-                    ),
-                ));
-            }
-        }
-        for cell in &plan.class_cells {
-            if PyCell_Set(cell.as_ptr(), cls) < 0 {
-                return Err(Raised);
-            }
-        }
-        for (old, new) in &plan.functions {
-            patch_function_unchecked(state, old.borrow(), new.borrow())?;
-        }
-        for (old, new) in &plan.wrappers {
-            refresh_wrapper_dict(old, new)?;
-        }
-        for (prop, doc) in &plan.property_docs {
-            if PyObject_SetAttrString(prop.as_ptr(), c"__doc__".as_ptr(), doc.as_ptr()) < 0 {
-                pyo3_ffi::PyErr_Clear();
-            }
-        }
-        for (name, value, _old) in &plan.set {
-            type_setattr(cls, name.as_ptr(), value.as_ptr())?;
-        }
-        for (name, _old) in &plan.delete {
-            type_setattr(cls, name.as_ptr(), ptr::null_mut())?;
-        }
-        PyType_Modified(cls.cast());
-        for sub in plan.nested {
-            commit(state, sub)?;
-        }
-        for (name, value, _old) in &plan.set {
-            tell_owner(cls, name, value)?;
-        }
-    }
-    Ok(())
-}
-
-/// Copies a new staticmethod/classmethod wrapper's attributes (name, doc, ...) onto the old
-/// wrapper, whose function was just patched in place; `__wrapped__` stays the old function.
-unsafe fn refresh_wrapper_dict(old: &Owned, new: &Owned) -> PyResult<()> {
-    // SAFETY: both are live wrappers; their `__dict__` are dicts (new references).
-    unsafe {
-        let (Ok(od), Ok(nd)) = (
-            attr(old.as_ptr(), c"__dict__"),
-            attr(new.as_ptr(), c"__dict__"),
-        ) else {
-            pyo3_ffi::PyErr_Clear();
-            return Ok(());
-        };
-        for (key, value) in dict_items(nd.borrow()) {
-            if utf8(key.borrow()).as_deref() == Some("__wrapped__") {
-                continue;
-            }
-            if pyo3_ffi::PyDict_SetItem(od.as_ptr(), key.as_ptr(), value.as_ptr()) < 0 {
-                return Err(Raised);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// `value.__set_name__(cls, name)` for a descriptor newly stored in `cls`, as class creation
 /// would have done; it was told the new class when that was built.
+///
+/// # Safety
+/// GIL held; live objects.
 unsafe fn tell_owner(cls: *mut PyObject, name: &Owned, value: &Owned) -> PyResult<()> {
     // SAFETY: live objects; the lookup is on the value's type, like type_new_set_names.
     unsafe {
-        let set_name = c"__set_name__";
         let tp = Py_TYPE(value.as_ptr()).cast::<PyObject>();
-        if pyo3_ffi::PyObject_HasAttrString(tp, set_name.as_ptr()) == 0 {
+        if PyObject_HasAttrString(tp, c"__set_name__".as_ptr()) == 0 {
             return Ok(());
         }
-        let method = Owned::from_new(PyUnicode_FromString(set_name.as_ptr()))?;
+        let method = crate::convert::string("__set_name__")?;
         let result = PyObject_CallMethodObjArgs(
             value.as_ptr(),
             method.as_ptr(),

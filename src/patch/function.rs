@@ -1,173 +1,187 @@
-//! In-place surgery on function objects.
+//! In-place surgery on function objects: `patch_function` (every field from another function)
+//! and `swap_code` (new code, the closure cells it needs rearranged by name).
 //!
-//! The invariants of a `PyFunctionObject` (CPython's `Include/cpython/funcobject.h` and
-//! `Objects/funcobject.c`), which hold before and after every operation here:
-//! - `func_code` is a code object; `func_closure` is NULL or a tuple of cells exactly as long
-//!   as the code's `co_freevars` (NULL when there are none);
-//! - `func_globals` and `func_builtins` are dicts; `func_name` and `func_qualname` are str;
-//! - `func_defaults` is NULL or a tuple, `func_kwdefaults` NULL or a dict, `func_dict` NULL or
-//!   a dict, `func_annotations` NULL, a dict, or (3.10-3.13, until first read) a flat tuple;
-//!   `func_annotate` (3.14+) NULL or a callable; `func_typeparams` (3.12+) NULL or a tuple;
-//! - `func_version` (3.11+) describes the state warm call sites were specialised for (see
-//!   `abi::version`).
-//!
-//! Every operation has the same shape:
-//! 1. *prepare*: check the arguments and build every new value (this allocates, and an
-//!    allocation may run the garbage collector and with it finalizers, so it is done while the
-//!    function is still untouched); raise the `object.__setattr__` audit event CPython raises
-//!    for `__code__`, so a hook can veto the patch before anything changes;
-//! 2. *commit*: plain pointer stores, which run no Python code;
-//! 3. `abi::version::after_write`, before anything can call the function;
-//! 4. drop the old values, last: a decref can run arbitrary code, which now sees the new
-//!    function only.
+//! Each operation is two steps, so that a class patch can check all its functions before it
+//! changes any:
+//! 1. [`prepare`] / [`prepare_swap`]: check the arguments and build every new value (an
+//!    allocation may run the garbage collector, and with it finalizers, so this is done while
+//!    the function is untouched); raise the `object.__setattr__` audit event CPython raises for
+//!    `__code__`, so that a hook can refuse the patch before anything changes; when the globals
+//!    or builtins change, find the frames that borrow the old ones (`patch::keepalive`).
+//! 2. [`Prepared::commit`]: attach the old namespaces to the code objects of those frames;
+//!    store the new values (`patch::events`, which tells function watchers);
+//!    `abi::version::after_write`, before anything can call the function. It returns the old
+//!    values as an [`Applied`], which the caller drops last: a decref can run arbitrary code,
+//!    which then sees consistent functions only.
 
-use core::ptr;
-
-use pyo3_ffi::{
-    PyCode_Check, PyDict_Copy, PyExc_TypeError, PyFunction_Check, PyFunctionObject, PyObject,
-    PyObject_GetAttrString, PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM,
-};
-
-use crate::abi::{ffi, version};
-use crate::errors::{PyResult, Raised, raise, text, utf8};
-use crate::refs::{Borrowed, Owned, new_ref_opt};
+use crate::abi::version;
+use crate::errors::{PyResult, Raised, raise};
+use crate::objects::{Code, Function};
+use crate::refs::{Borrowed, Owned};
 use crate::state::State;
 
-fn as_function(obj: Borrowed<'_>, role: &str) -> PyResult<*mut PyFunctionObject> {
-    // SAFETY: `obj` is alive; PyFunction_Check reads its type only.
-    if unsafe { PyFunction_Check(obj.as_ptr()) } == 0 {
-        // SAFETY: PyExc_TypeError is a static exception type.
-        return Err(raise(
-            unsafe { PyExc_TypeError },
-            &format!("{role} must be a Python function, not {}", type_name(obj)),
-        ));
-    }
-    Ok(obj.as_ptr().cast())
-}
-
-fn type_name(obj: Borrowed<'_>) -> String {
-    // SAFETY: `obj` is alive, so is its type; tp_name is a NUL-terminated static string.
-    unsafe {
-        let name = (*pyo3_ffi::Py_TYPE(obj.as_ptr())).tp_name;
-        core::ffi::CStr::from_ptr(name)
-            .to_string_lossy()
-            .into_owned()
-    }
-}
+use super::events;
+use super::fields::{Field, Values};
+use super::keepalive;
 
 /// The audit event `func.__code__ = code` raises; a hook that raises refuses the patch.
-///
-/// # Safety
-/// GIL held; both objects alive.
-unsafe fn audit_code_change(func: *mut PyFunctionObject, code: *mut PyObject) -> PyResult<()> {
-    // SAFETY: format "OsO" takes two objects and a C string, passed as such.
+fn audit_code_change(func: Function<'_>, code: Code<'_>) -> PyResult<()> {
+    // SAFETY: format "OsO" takes two objects and a C string, passed as such; GIL held.
     let status = unsafe {
-        ffi::PySys_Audit(
+        crate::abi::ffi::PySys_Audit(
             c"object.__setattr__".as_ptr(),
             c"OsO".as_ptr(),
-            func.cast::<PyObject>(),
+            func.object().as_ptr(),
             c"__code__".as_ptr(),
-            code,
+            code.object().as_ptr(),
         )
     };
     if status < 0 { Err(Raised) } else { Ok(()) }
 }
 
-/// Moves `value` into the field at `slot` and returns the field's previous value.
-///
-/// # Safety
-/// `slot` is an object-pointer field of a live function, which owns the reference it holds.
-/// The caller restores the function's invariants before any Python code runs.
-unsafe fn exchange(slot: *mut *mut PyObject, value: Option<Owned>) -> Option<Owned> {
-    let new = value.map_or(ptr::null_mut(), Owned::into_raw);
-    // SAFETY: the field's reference moves out to us (an owned reference), the new one moves in.
-    unsafe { Owned::from_new_opt(ptr::replace(slot, new)) }
+/// A patch of one function, checked, with its new values built; nothing has changed yet.
+pub struct Prepared<'py> {
+    target: Function<'py>,
+    new: Values,
+    events: events::Plan,
+    /// Code objects of frames that borrow a globals or builtins dict the patch takes away,
+    /// with those dicts (`patch::keepalive`).
+    keep: Vec<(Owned, Vec<Owned>)>,
+    /// Our slot in code objects' extra data.
+    code_extra_index: isize,
 }
 
-/// Every field that makes a function what it is; each a strong reference or NULL.
-struct Fields {
-    code: Option<Owned>,
-    globals: Option<Owned>,
-    builtins: Option<Owned>,
-    name: Option<Owned>,
-    qualname: Option<Owned>,
-    defaults: Option<Owned>,
-    kwdefaults: Option<Owned>,
-    closure: Option<Owned>,
-    doc: Option<Owned>,
-    dict: Option<Owned>,
-    module: Option<Owned>,
-    annotations: Option<Owned>,
-    #[cfg(Py_3_14)]
-    annotate: Option<Owned>,
-    #[cfg(Py_3_12)]
-    typeparams: Option<Owned>,
+/// A patch that was made: the function's previous values, released when this is dropped.
+pub struct Applied<'py> {
+    target: Function<'py>,
+    old: Values,
 }
 
-impl Fields {
-    /// New references to `source`'s fields, with a copy of its `__dict__`.
+impl Applied<'_> {
+    /// Puts the previous values back, without telling watchers or auditing (it restores a
+    /// state both accepted before); for a class patch that fails after some of its functions
+    /// were patched.
     ///
     /// # Safety
-    /// `source` is a live function; GIL held.
-    unsafe fn read(source: *mut PyFunctionObject) -> PyResult<Fields> {
-        // SAFETY: each field is NULL or a live object owned by `source`; new_ref_opt increfs.
-        // PyDict_Copy returns a new reference or NULL with an exception set.
+    /// GIL held; nothing else changed the function since the patch.
+    pub unsafe fn undo(self) {
+        // SAFETY: the old values were read from this function, consistent together; stored
+        // with no code running, then the specialisation is invalidated.
         unsafe {
-            let s = &*source;
-            let dict = if s.func_dict.is_null() {
-                None
-            } else {
-                Some(Owned::from_new(PyDict_Copy(s.func_dict))?)
-            };
-            Ok(Fields {
-                code: new_ref_opt(s.func_code),
-                globals: new_ref_opt(s.func_globals),
-                builtins: new_ref_opt(s.func_builtins),
-                name: new_ref_opt(s.func_name),
-                qualname: new_ref_opt(s.func_qualname),
-                defaults: new_ref_opt(s.func_defaults),
-                kwdefaults: new_ref_opt(s.func_kwdefaults),
-                closure: new_ref_opt(s.func_closure),
-                doc: new_ref_opt(s.func_doc),
-                dict,
-                module: new_ref_opt(s.func_module),
-                annotations: new_ref_opt(s.func_annotations),
-                #[cfg(Py_3_14)]
-                annotate: new_ref_opt(s.func_annotate),
-                #[cfg(Py_3_12)]
-                typeparams: new_ref_opt(s.func_typeparams),
-            })
+            let new = self.old.store(self.target);
+            version::after_write(self.target);
+            drop(new);
         }
     }
+}
 
-    /// Stores every field into `target` and returns the values it held.
+/// Checks and builds the patch that makes `target` behave exactly like `source`.
+///
+/// # Safety
+/// GIL held; `state` is this module's state.
+pub unsafe fn prepare<'py>(
+    state: &State,
+    target: Function<'py>,
+    source: Function<'_>,
+) -> PyResult<Prepared<'py>> {
+    let new = Values::copy_of(source)?;
+    let code = source.code();
+    audit_code_change(target, Code::cast(code.borrow()).expect("code is code"))?;
+    let events = events::Plan::new(target, &new)?;
+    // SAFETY: GIL held (forwarded).
+    let keep = unsafe { borrowers_of_old_namespaces(target, &new)? };
+    Ok(Prepared {
+        target,
+        new,
+        events,
+        keep,
+        code_extra_index: state.code_extra_index(),
+    })
+}
+
+/// The frames that borrow the globals and builtins `target` loses when it takes those in `new`
+/// (3.11+; on 3.10 frames own theirs): their code objects, with the dicts each borrows.
+///
+/// # Safety
+/// GIL held.
+unsafe fn borrowers_of_old_namespaces(
+    target: Function<'_>,
+    new: &Values,
+) -> PyResult<Vec<(Owned, Vec<Owned>)>> {
+    #[cfg(Py_3_11)]
+    {
+        let leaving = leaving_namespaces(target, new);
+        if leaving.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dicts: Vec<Borrowed<'_>> = leaving.iter().map(Owned::borrow).collect();
+        // SAFETY: GIL held (forwarded).
+        let found = unsafe { crate::frames::borrowing(&dicts)? };
+        Ok(found
+            .into_iter()
+            .map(|b| {
+                (
+                    b.code,
+                    b.dicts.iter().map(|&i| leaving[i].clone()).collect(),
+                )
+            })
+            .collect())
+    }
+    #[cfg(not(Py_3_11))]
+    {
+        let _ = (target, new);
+        Ok(Vec::new())
+    }
+}
+
+/// The globals and builtins `target` holds now that `new` replaces with other dicts.
+#[cfg(Py_3_11)]
+fn leaving_namespaces(target: Function<'_>, new: &Values) -> Vec<Owned> {
+    [Field::Globals, Field::Builtins]
+        .into_iter()
+        .filter_map(|field| match new.get(field) {
+            Some(value) if !field.holds(target, value) => field.read(target),
+            _ => None,
+        })
+        .collect()
+}
+
+impl<'py> Prepared<'py> {
+    /// Makes the patch. `Err` only if CPython's `__code__` setter refuses what was accepted
+    /// while preparing (see `patch::events::store`); the function is then unchanged.
     ///
     /// # Safety
-    /// `target` is a live function and `self` a consistent set of fields (read from one
-    /// function), so the invariants hold once all are stored; no Python code runs meanwhile.
-    unsafe fn store(self, target: *mut PyFunctionObject) -> Fields {
-        // SAFETY: forwarded contract; each `exchange` moves one owned reference in and out.
+    /// GIL held; [`crate::abi::require_gil`] succeeded during this call from Python.
+    pub unsafe fn commit(self) -> PyResult<Applied<'py>> {
+        let Prepared {
+            target,
+            new,
+            events,
+            keep,
+            code_extra_index,
+        } = self;
+        // SAFETY: `code_extra_index` is this interpreter's (module exec); GIL held.
         unsafe {
-            let t = &mut *target;
-            Fields {
-                code: exchange(&mut t.func_code, self.code),
-                globals: exchange(&mut t.func_globals, self.globals),
-                builtins: exchange(&mut t.func_builtins, self.builtins),
-                name: exchange(&mut t.func_name, self.name),
-                qualname: exchange(&mut t.func_qualname, self.qualname),
-                defaults: exchange(&mut t.func_defaults, self.defaults),
-                kwdefaults: exchange(&mut t.func_kwdefaults, self.kwdefaults),
-                closure: exchange(&mut t.func_closure, self.closure),
-                doc: exchange(&mut t.func_doc, self.doc),
-                dict: exchange(&mut t.func_dict, self.dict),
-                module: exchange(&mut t.func_module, self.module),
-                annotations: exchange(&mut t.func_annotations, self.annotations),
-                #[cfg(Py_3_14)]
-                annotate: exchange(&mut t.func_annotate, self.annotate),
-                #[cfg(Py_3_12)]
-                typeparams: exchange(&mut t.func_typeparams, self.typeparams),
+            for (code, dicts) in &keep {
+                let code = Code::cast(code.borrow()).expect("frames run code objects");
+                let dicts: Vec<Borrowed<'_>> = dicts.iter().map(Owned::borrow).collect();
+                keepalive::keep(code_extra_index, code, &dicts);
+            }
+            #[cfg(Py_3_11)]
+            {
+                let leaving = leaving_namespaces(target, &new);
+                let dicts: Vec<Borrowed<'_>> = leaving.iter().map(Owned::borrow).collect();
+                let current = target.code();
+                let current = Code::cast(current.borrow()).expect("the invariant: code is code");
+                keepalive::keep(code_extra_index, current, &dicts);
             }
         }
+        // SAFETY: `new` holds values read from one function (or a code object and the closure
+        // built for it by `prepare_swap`), consistent once all are stored.
+        let old = unsafe { events::store(target, new, events)? };
+        // SAFETY: the function is consistent again; nothing has called it since the stores.
+        unsafe { version::after_write(target) };
+        Ok(Applied { target, old })
     }
 }
 
@@ -186,120 +200,59 @@ pub unsafe fn patch_function(
     source: Borrowed<'_>,
 ) -> PyResult<()> {
     crate::abi::require_gil()?;
-    // SAFETY: forwarded contract; the GIL was just checked.
-    unsafe { patch_function_unchecked(state, target, source) }
-}
-
-/// [`patch_function`] without the GIL check, for callers that made it already
-/// (`patch::class`, once per class patch).
-///
-/// # Safety
-/// As [`patch_function`], and [`crate::abi::require_gil`] succeeded during this call from
-/// Python.
-pub(crate) unsafe fn patch_function_unchecked(
-    state: &State,
-    target: Borrowed<'_>,
-    source: Borrowed<'_>,
-) -> PyResult<()> {
-    let t = as_function(target, "the function to patch")?;
-    let s = as_function(source, "the new function")?;
+    let target = Function::expect(target, "the function to patch")?;
+    let source = Function::expect(source, "the new function")?;
     if target.is(source) {
         return Ok(());
     }
-    // SAFETY: both are live functions (checked above); the GIL is held throughout.
-    unsafe {
-        let new = Fields::read(s)?;
-        audit_code_change(t, (*s).func_code)?;
-        keep_old_namespaces(state, t, s)?;
-        let old = new.store(t);
-        version::after_write(t);
-        drop(old);
-    }
+    // SAFETY: the GIL is held (this function's contract) and `require_gil` passed above.
+    let applied = unsafe { prepare(state, target, source)?.commit()? };
+    drop(applied);
     Ok(())
 }
 
-/// On 3.11+, when `source` brings other globals or builtins than `target` has, attaches
-/// `target`'s current ones to its current code so frames running it keep them (see
-/// `patch::keepalive`).
+/// Checks and builds the patch that gives `func` the code `code` and keeps its closure state:
+/// the new closure holds, for each of `code`'s free variables, the cell `func` already had for
+/// a variable of that name. A closure made by a factory before an edit thus keeps the values
+/// it captured.
+///
+/// Refuses, with `PatchError`, when `code` needs a free variable `func` has no cell for.
 ///
 /// # Safety
-/// Both are live functions; GIL held.
-unsafe fn keep_old_namespaces(
+/// GIL held; `state` is this module's state.
+pub unsafe fn prepare_swap<'py>(
     state: &State,
-    target: *mut PyFunctionObject,
-    source: *mut PyFunctionObject,
-) -> PyResult<()> {
-    #[cfg(Py_3_11)]
-    {
-        // SAFETY: fields of live functions; new_ref_opt increfs what is kept.
-        unsafe {
-            let (t, s) = (&*target, &*source);
-            let mut kept = Vec::new();
-            if !ptr::eq(t.func_globals, s.func_globals) {
-                kept.extend(new_ref_opt(t.func_globals));
-            }
-            if !ptr::eq(t.func_builtins, s.func_builtins) {
-                kept.extend(new_ref_opt(t.func_builtins));
-            }
-            let code = Borrowed::from_ptr(t.func_code).expect("a function always has code");
-            super::keepalive::retain(state.code_extra_index, code, kept)?;
-        }
-    }
-    #[cfg(not(Py_3_11))]
-    let _ = (state, target, source);
-    Ok(())
+    func: Function<'py>,
+    code: Code<'_>,
+) -> PyResult<Prepared<'py>> {
+    let closure = closure_for(state, func, code)?;
+    audit_code_change(func, code)?;
+    let new = Values::new(vec![
+        (Field::Code, Some(code.object().to_owned())),
+        (Field::Closure, closure),
+    ]);
+    let events = events::Plan::new(func, &new)?;
+    Ok(Prepared {
+        target: func,
+        new,
+        events,
+        keep: Vec::new(),
+        code_extra_index: state.code_extra_index(),
+    })
 }
 
-/// Gives `func` the code `code` and keeps its closure state: the new closure holds, for each
-/// of `code`'s free variables, the cell `func` already had for a variable of that name. A
-/// closure made by a factory before an edit thus keeps the values it captured.
-///
-/// Refuses, changing nothing, when `code` needs a free variable `func` has no cell for.
+/// `swap_code(function, code)`: [`prepare_swap`], then commit.
 ///
 /// # Safety
-/// GIL held.
+/// GIL held; `state` is this module's state.
 pub unsafe fn swap_code(state: &State, func: Borrowed<'_>, code: Borrowed<'_>) -> PyResult<()> {
     crate::abi::require_gil()?;
-    let f = as_function(func, "the function to patch")?;
-    // SAFETY: `code` is alive; PyCode_Check reads its type only.
-    if unsafe { PyCode_Check(code.as_ptr()) } == 0 {
-        // SAFETY: static exception type.
-        return Err(raise(
-            unsafe { PyExc_TypeError },
-            &format!(
-                "the new code must be a code object, not {}",
-                type_name(code)
-            ),
-        ));
-    }
-    // SAFETY: `f` is a live function; its fields are live objects it owns.
-    unsafe {
-        let closure = closure_for(state, f, code)?;
-        audit_code_change(f, code.as_ptr())?;
-        let old_code = exchange(&mut (*f).func_code, Some(code.to_owned()));
-        let old_closure = exchange(&mut (*f).func_closure, closure);
-        version::after_write(f);
-        drop((old_code, old_closure));
-    }
+    let func = Function::expect(func, "the function to patch")?;
+    let code = Code::expect(code, "the new code")?;
+    // SAFETY: the GIL is held (this function's contract) and `require_gil` passed above.
+    let applied = unsafe { prepare_swap(state, func, code)?.commit()? };
+    drop(applied);
     Ok(())
-}
-
-/// Free variable names of a code object, as Rust strings.
-fn free_vars(code: Borrowed<'_>) -> PyResult<Vec<String>> {
-    // SAFETY: `code` is a live code object; co_freevars is a tuple of str (new reference).
-    unsafe {
-        let names = Owned::from_new(PyObject_GetAttrString(
-            code.as_ptr(),
-            c"co_freevars".as_ptr(),
-        ))?;
-        let n = PyTuple_GET_SIZE(names.as_ptr());
-        let mut out = Vec::with_capacity(n as usize);
-        for i in 0..n {
-            let name = Borrowed::from_ptr(PyTuple_GET_ITEM(names.as_ptr(), i)).expect("item");
-            out.push(utf8(name).unwrap_or_default());
-        }
-        Ok(out)
-    }
 }
 
 /// For each name in `new`, the index of the same name in `old`; or the first name `old` lacks.
@@ -314,29 +267,21 @@ pub fn match_free_vars(old: &[String], new: &[String]) -> Result<Vec<usize>, Str
 }
 
 /// The closure `func` needs to run `code`: its own cells, rearranged by name.
-///
-/// # Safety
-/// `func` is a live function, `code` a live code object; GIL held.
-unsafe fn closure_for(
-    state: &State,
-    func: *mut PyFunctionObject,
-    code: Borrowed<'_>,
-) -> PyResult<Option<Owned>> {
-    // SAFETY: `func` is live; its code is a live code object.
-    let old_code = unsafe { Borrowed::from_ptr((*func).func_code) }.expect("code");
-    let wanted = free_vars(code)?;
+fn closure_for(state: &State, func: Function<'_>, code: Code<'_>) -> PyResult<Option<Owned>> {
+    let wanted = code.free_vars()?;
     if wanted.is_empty() {
         return Ok(None);
     }
-    let have = free_vars(old_code)?;
+    let current = func.code();
+    let have = Code::cast(current.borrow())
+        .expect("the invariant: code is code")
+        .free_vars()?;
     let order = match match_free_vars(&have, &wanted) {
         Ok(order) => order,
         Err(missing) => {
-            // SAFETY: func_qualname is a live str owned by `func`.
-            let qualname = unsafe { Borrowed::from_ptr((*func).func_qualname) }
-                .map_or_else(|| "function".to_owned(), text);
+            let qualname = func.qualname();
             return Err(raise(
-                state.patch_error,
+                state.patch_error.get(),
                 &format!(
                     "cannot move {qualname} to its new code: the new code uses the free \
                      variable '{missing}', and the closure made earlier has no cell for it; \
@@ -345,15 +290,18 @@ unsafe fn closure_for(
             ));
         }
     };
+    let old = func
+        .closure()
+        .expect("the invariant: a closure as long as the code's free variables");
     // SAFETY: the invariant says the old closure is a tuple as long as `have` (non-empty, as
-    // `wanted` matched names in it); each item is a cell we incref before the new tuple
-    // steals it. PyTuple_New returns a new reference or NULL with an exception set.
+    // `wanted` matched names in it); each item is a cell we incref before the new tuple steals
+    // it. PyTuple_New returns a new reference or NULL with an exception set.
     unsafe {
-        let old = (*func).func_closure;
-        let tuple = Owned::from_new(PyTuple_New(order.len() as isize))?;
+        let tuple = Owned::from_new(pyo3_ffi::PyTuple_New(order.len() as isize))?;
         for (i, &j) in order.iter().enumerate() {
-            let cell = Borrowed::from_ptr(PyTuple_GET_ITEM(old, j as isize)).expect("cell");
-            PyTuple_SET_ITEM(tuple.as_ptr(), i as isize, cell.to_owned().into_raw());
+            let cell = Borrowed::from_ptr(pyo3_ffi::PyTuple_GET_ITEM(old.as_ptr(), j as isize))
+                .expect("cell");
+            pyo3_ffi::PyTuple_SET_ITEM(tuple.as_ptr(), i as isize, cell.to_owned().into_raw());
         }
         Ok(Some(tuple))
     }

@@ -36,8 +36,8 @@ use pyo3_ffi::{
 use super::engine::{Engine, Options, Shared, Waited};
 use super::failure::Failure;
 use super::tree;
-use crate::errors::{PyResult, Raised, raise, utf8};
-use crate::methods::{finish, none, type_error};
+use crate::convert::{finish, none, type_error, utf8};
+use crate::errors::{PyResult, Raised, raise};
 use crate::refs::{Borrowed, Owned};
 use crate::state::{self, State};
 
@@ -97,9 +97,10 @@ unsafe fn handle<'a>(slf: *mut PyObject) -> &'a mut Handle {
 ///
 /// # Safety
 /// `tp` is the `Watcher` type, made by `create_type` with its module (which it keeps alive).
-unsafe fn state_of(tp: *mut PyTypeObject) -> &'static mut State {
-    // SAFETY: PyType_GetModule returns a borrowed reference to that module.
-    unsafe { state::of(PyType_GetModule(tp)) }
+unsafe fn state_of<'a>(tp: *mut PyTypeObject) -> &'a State {
+    // SAFETY: PyType_GetModule returns a borrowed reference to that module, which the type
+    // keeps alive as long as the type lives.
+    unsafe { state::get(PyType_GetModule(tp)) }
 }
 
 /// Runs `f` with the GIL released (`Py_BEGIN_ALLOW_THREADS` / `Py_END_ALLOW_THREADS`); `f`
@@ -290,7 +291,7 @@ fn raise_failure(state: &State, failure: &Failure) -> Raised {
         Failure::NotPython(path) => {
             value_error(&format!("{}: '{}'", failure.message(), path.display()))
         }
-        _ => raise_os(state.watch_error, failure),
+        _ => raise_os(state.watch_error.get(), failure),
     }
 }
 

@@ -90,7 +90,8 @@ typedef struct MightyPatcher_CAPI {
 
     /* Makes function `target` behave exactly like function `source`, in place: code,
        closure, globals, builtins, defaults, annotations, name, ... (see the Python function
-       patch_function). Every reference to `target` then runs the new code.
+       patch_function, and docs/native.md for the audit events and the function watcher
+       events it raises). Every reference to `target` then runs the new code.
        target, source: BORROWED Python functions (else TypeError).
        Returns 0, or -1 with an exception set. */
     int (*patch_function)(PyObject *target, PyObject *source);
@@ -103,8 +104,9 @@ typedef struct MightyPatcher_CAPI {
     int (*swap_code)(PyObject *function, PyObject *code);
 
     /* Patches class `old_class` in place so that it behaves like `new_class` (see the Python
-       function patch_class). Sets mighty_patcher.NeedsRestart (a PatchError) and changes
-       nothing when existing instances could not follow.
+       function patch_class). All or nothing: sets mighty_patcher.NeedsRestart (a PatchError)
+       and changes nothing when existing instances could not follow; an audit hook refusing
+       any part of the patch also leaves the class unchanged.
        old_class, new_class: BORROWED classes defined in Python (else TypeError).
        update, remove: BORROWED collections of names, or NULL (or Py_None) for "no filter";
        a str is refused with TypeError.
