@@ -224,3 +224,28 @@ def test_a_refused_rebuild_says_patched_only_for_what_was(project, adapter):
     assert report.needs_restart == ["the fields of Model changed"]
     assert (report.patched, report.moved) == ([], ["Model"])
     assert orm.Model.describe.__code__.co_firstlineno == 7
+
+
+def test_an_adapter_that_fails_does_not_block_the_reload(project, adapter, caplog):
+    cls, _ = adapter
+
+    def broken(self, event):
+        raise RuntimeError("adapter bug")
+
+    cls.before_definition = broken
+    project.write("plain", "def f():\n    return 1\n")
+    plain = project.module("plain")
+    project.start()
+    (report,) = project.save("plain", "def f():\n    return 2\n")
+    assert report.ok and plain.f() == 2
+    assert "the some_framework_for_tests adapter failed in before_definition" in caplog.text
+
+
+def test_an_adapter_not_in_use_hears_nothing(project, adapter):
+    cls, events = adapter
+    cls.in_use = lambda self: False
+    project.write("quiet", "def f():\n    return 1\n")
+    project.module("quiet")
+    project.start()
+    project.save("quiet", "def f():\n    return 2\n")
+    assert events == []

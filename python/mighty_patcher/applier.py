@@ -282,7 +282,7 @@ class Applier:
             # patched; an adapter of its framework makes the wrapper take what the new
             # decorators gave the new one, or it keeps what it was made with.
             self.report.patched.append(name)
-            if not any(adapter.merge(current, new) for adapter in hooks.active()):
+            if not hooks.merge(current, new):
                 self.report.notes.append(
                     f"{name}: its decorators changed; the {type(current).__name__} made "
                     f"before keeps the decorator arguments it was made with"

@@ -128,6 +128,11 @@ class Adapter:
     #: The module whose import activates the adapter (``"flask"``).
     module: ClassVar[str] = ""
 
+    def in_use(self) -> bool:
+        """Whether the framework is in use, not only imported (Django: its settings are
+        configured and its apps loaded). Asked before every event; True by default."""
+        return True
+
     def before_reload(self, event: ReloadEvent) -> None:
         pass
 
@@ -193,16 +198,42 @@ def active() -> list[Adapter]:
 
 
 def call(method: str, event: ReloadEvent | DefinitionEvent) -> None:
-    """``adapter.<method>(event)`` for every active adapter; an exception (``NeedsRestart``
-    refusing a change, or a failure) goes to the caller."""
+    """``adapter.<method>(event)`` for every active adapter in use. ``NeedsRestart`` (a change
+    refused) goes to the caller; any other exception is a failure of the adapter, not of the
+    reload: it is logged and the reload goes on without that adapter's part."""
+    from .mighty_patcher import NeedsRestart
+
     for adapter in active():
-        getattr(adapter, method)(event)
+        try:
+            if adapter.in_use():
+                getattr(adapter, method)(event)
+        except NeedsRestart:
+            raise
+        except Exception:
+            logger.exception(
+                "the %s adapter failed in %s (the reload goes on without it)",
+                adapter.module,
+                method,
+            )
+
+
+def merge(old: Any, new: Any) -> bool:
+    """Whether an adapter in use made ``old`` behave as ``new`` (:meth:`Adapter.merge`)."""
+    for adapter in active():
+        try:
+            if adapter.in_use() and adapter.merge(old, new):
+                return True
+        except Exception:
+            logger.exception("the %s adapter failed to merge %r", adapter.module, old)
+    return False
 
 
 def inner_functions(obj: Any) -> Iterator[Any]:
     """What the active adapters say ``obj`` wraps."""
     for adapter in active():
         try:
+            if not adapter.in_use():
+                continue
             inner = adapter.inner_function(obj)
         except Exception:
             logger.exception("%s.inner_function failed", type(adapter).__qualname__)

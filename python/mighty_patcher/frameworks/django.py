@@ -80,6 +80,13 @@ class DjangoAdapter(Adapter):
         self._middleware: dict[int, tuple[Any, ...]] = {}
         self._admin_changed = False
 
+    def in_use(self) -> bool:
+        # A program may import Django without being a Django project (a library that uses a
+        # piece of it): without settings and loaded apps there is nothing to keep in step.
+        from django.apps import apps
+
+        return bool(settings.configured and apps.ready)
+
     # --- reloads ---------------------------------------------------------------------------
 
     def before_reload(self, event: ReloadEvent) -> None:
