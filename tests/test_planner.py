@@ -390,3 +390,16 @@ def test_a_region_that_does_not_parse_alone_raises_the_whole_files_error():
     with pytest.raises(SyntaxError) as caught:
         parsed.update(old, old.replace("return 1", 'return """1'), "m.py")
     assert caught.value.lineno == 2
+
+
+def test_a_definition_that_could_not_keep_its_identity_upgrades_its_followers():
+    # (a decorator that now returns another kind of object: the applier rebinds the name
+    # and asks the plan to follow it)
+    p = plan(
+        "def f():\n    pass\nY = f\nfor g in [f]:\n    pass\n",
+        "def f():\n    return 1\nY = f\nfor g in [f]:\n    pass\n",
+    )
+    assert actions(p) == {"f": "redefine", "Y = f": "keep", "for g in [f]:": "keep"}
+    p.follow(0, ["f"])
+    assert actions(p) == {"f": "redefine", "Y = f": "run", "for g in [f]:": "keep"}
+    assert [s.label for s, _ in p.not_rerun] == ["for g in [f]:"]

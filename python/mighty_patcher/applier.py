@@ -1,12 +1,15 @@
 """The applier: carries out a plan in a module's real namespace.
 
 Statements run in file order in the module's own ``__dict__``, so that each sees what the
-ones before it made, exactly as an import would. Definitions are built by executing their
-``def``/``class`` statement with the module as globals but a scratch dict as locals (so the
-new object does not replace the binding), and then patched into the existing object: every
-reference held elsewhere runs the new code. Everything is recorded in a
-:class:`~mighty_patcher.transaction.Transaction` first; the caller rolls it back if any step
-raises.
+ones before it made, exactly as an import would. A changed function is built without its
+decorators, with the module as globals and a scratch dict as locals (the new object does not
+replace the binding), and patched into the function the decorators wrapped; its decorators run
+again only when they changed or read a rebound name. A changed class body runs on its own, as
+the body of a bare class statement in a namespace holding the class's members, and what it
+makes is patched into the class; the class is rebuilt through its metaclass and decorators only
+when what they read changed. Every reference held elsewhere runs the new code. Everything is
+recorded in a :class:`~mighty_patcher.transaction.Transaction` first; the caller rolls it back
+if any step raises. Framework adapters hear of each definition (:mod:`mighty_patcher.hooks`).
 """
 
 from __future__ import annotations
