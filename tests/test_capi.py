@@ -583,13 +583,13 @@ def test_the_imported_package_has_the_header_beside_it():
     assert sys.modules["mighty_patcher"] is mighty_patcher
 
 
-def test_the_c_examples_in_the_readme_compile(tmp_path):
-    readme = (ROOT / "README.rst").read_text()
-    blocks = re.findall(r"^\.\. code-block:: c\n\n((?:   .*\n|\n)+)", readme, re.M)
+def test_the_c_examples_in_the_docs_compile(tmp_path):
+    native = (ROOT / "docs" / "native.md").read_text()
+    blocks = re.findall(r"^```c\n(.*?)^```$", native, re.M | re.S)
     assert blocks, "no C example found: the extraction regex is broken"
     for i, block in enumerate(blocks):
-        source = tmp_path / f"readme_{i}.c"
-        source.write_text("\n".join(line[3:] for line in block.splitlines()) + "\n")
+        source = tmp_path / f"docs_{i}.c"
+        source.write_text(block)
         command = [
             *compiler(),
             "-fsyntax-only",

@@ -23,7 +23,9 @@ def module_globals(kind: type[T] | tuple[type[T], ...]) -> list[T]:
         if not isinstance(namespace, dict):
             continue
         for value in list(namespace.values()):
-            if isinstance(value, kind) and id(value) not in seen:
+            # type(), not isinstance(): that would ask a proxy for its __class__, which runs
+            # its code (Django's lazy settings raise when they are not configured)
+            if issubclass(type(value), kind) and id(value) not in seen:
                 seen.add(id(value))
                 found.append(value)
     return found
