@@ -170,6 +170,15 @@ def other_interpreters(*, supported: bool = True) -> dict[str, str]:
     return found
 
 
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: a shell's background job
+    (CI may be one) starts its children with SIGINT ignored, and Python then keeps it ignored;
+    in a terminal it is not."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip when ``condition`` is false, unless the environment says everything must run
     (CI sets MIGHTY_PATCHER_REQUIRE_ALL=1, so a missing prerequisite fails there)."""

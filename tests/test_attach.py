@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import other_interpreters, require
+from conftest import other_interpreters, require, sigint_as_in_a_terminal
 from live import write
 from mighty_patcher import __version__
 from mighty_patcher.cli import main
@@ -371,7 +371,12 @@ def test_a_main_thread_that_never_runs_python_code_times_out_and_the_request_is_
 
     # Ctrl-C while the command waits cancels as well. (Its bootstrap replaces the first one
     # in the program's single slot for a scheduled script.)
-    attacher = subprocess.Popen(attach_command(program.pid), stderr=subprocess.PIPE, text=True)
+    attacher = subprocess.Popen(
+        attach_command(program.pid),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_as_in_a_terminal,
+    )
     channels = Path(tempfile.gettempdir(), f"mighty_patcher-{os.getuid()}")
     deadline = time.monotonic() + 30
     while not list(channels.glob(f"attach-{program.pid}-*/request.json")):

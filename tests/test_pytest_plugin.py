@@ -335,20 +335,23 @@ def test_a_reload_dir_that_does_not_exist_is_a_usage_error(project):
     assert result.ret == USAGE_ERROR
 
 
-# --- the README ----------------------------------------------------------------------------
+# --- the docs ------------------------------------------------------------------------------
 
 
-def test_the_readme_flow_fixes_a_test_of_a_src_layout_project(pytester):
-    """The project of the README's usage section, its test and pytest configuration from the
-    section on the plugin, run with the command it gives."""
-    readme = (ROOT / "README.rst").read_text()
-    section = readme[readme.index("Fixing a failing test without restarting pytest") :]
+def test_the_documented_flow_fixes_a_test_of_a_src_layout_project(pytester):
+    """The README's example project, with the test, the pytest configuration and the command
+    docs/pytest.md gives."""
+    page = (ROOT / "docs" / "pytest.md").read_text()
     write_readme_project(pytester.path)
-    toml = re.search(r"^\.\. code-block:: toml\n\n((?:   .*\n|\n)+)", section, re.M)
-    assert toml, "the section shows the pytest configuration"
-    (pytester.path / "pyproject.toml").write_text(textwrap.dedent(toml.group(1)))
-    command = re.search(r"^   \$ (pytest --reload-loop .*)$", section, re.M)
-    assert command, "the section shows the command"
+    test = re.search(r"^```python\n# (tests/\w+\.py)\n(.*?)^```$", page, re.M | re.S)
+    assert test, "the page shows the test file"
+    (pytester.path / test.group(1)).parent.mkdir(exist_ok=True)
+    (pytester.path / test.group(1)).write_text(test.group(2))
+    toml = re.search(r"^```toml\n(.*?)^```$", page, re.M | re.S)
+    assert toml, "the page shows the pytest configuration"
+    (pytester.path / "pyproject.toml").write_text(toml.group(1))
+    command = re.search(r"^\$ (pytest --reload-loop .*)$", page, re.M)
+    assert command, "the page shows the command"
     math = Path("src/some_module/math.py")
     (pytester.path / math).write_text((pytester.path / math).read_text().replace("x * 2", "x * 3"))
     result = run(

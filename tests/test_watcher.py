@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sigint_as_in_a_terminal
 from mighty_patcher import Watcher, WatchError
 
 #: Generous: every wait returns as soon as something is ready; this only bounds a failure.
@@ -442,7 +443,11 @@ def test_keyboard_interrupt_reaches_a_main_thread_blocked_in_wait(root: Path) ->
         """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     try:
         assert proc.stdout is not None
