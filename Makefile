@@ -42,9 +42,9 @@ test-python: build
 	$(BIN)/python -m pytest -n 2
 
 ## Build, layout-check and test on every supported CPython (3.10-3.15), and print a table;
-## FREE_THREADED=1 adds the free-threaded 3.14t build.
+## FREE_THREADED=1 adds the free-threaded 3.14t build; VERSIONS="3.12 3.13" chooses.
 matrix: $(BIN)/python
-	$(BIN)/python tools/matrix.py $(if $(FREE_THREADED),--free-threaded)
+	$(BIN)/python tools/matrix.py $(VERSIONS) $(if $(FREE_THREADED),--free-threaded)
 
 ## Release artefacts in dist/: one binary wheel per supported CPython (3.10-3.15; VERSIONS=3.11
 ## for one), linked with zig for glibc 2.17 so that the manylinux2014 tag auditwheel checks
