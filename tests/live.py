@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -144,6 +145,39 @@ class LiveProgram:
         if self.proc.returncode not in (0, None):
             raise LiveError(f"the program exited with {self.proc.returncode}\n{stderr}")
         return stderr
+
+
+def start_run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, python: str = sys.executable
+) -> subprocess.Popen[str]:
+    """``python -m mighty_patcher run <args>`` in ``cwd``, its output piped; ``env`` replaces
+    the environment when given."""
+    return subprocess.Popen(
+        [python, "-u", "-m", "mighty_patcher", "run", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def read_until(proc: subprocess.Popen[str], wanted: str, timeout: float = 30) -> list[str]:
+    """The lines a program printed up to the first that is ``wanted`` (a regular expression
+    it must match whole); raises AssertionError with what it printed if none comes in time
+    (a generous bound: waiting, not timing)."""
+    assert proc.stdout is not None
+    pattern = re.compile(wanted)
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line.rstrip("\n"))
+        if pattern.fullmatch(seen[-1]):
+            return seen
+    raise AssertionError(f"never printed /{wanted}/; printed {seen[-20:]}")
 
 
 def write(path: Path, source: str) -> None:

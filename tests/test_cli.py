@@ -4,37 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-from live import write
-
-
-def run_until(proc: subprocess.Popen[str], wanted: str, timeout: float = 10) -> list[str]:
-    assert proc.stdout is not None
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line.rstrip("\n"))
-        if line.rstrip("\n") == wanted:
-            return seen
-    raise AssertionError(f"never printed {wanted!r}; printed {seen}")
-
-
-def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """``python -m mighty_patcher run <args>``; ``env`` replaces the environment when given."""
-    return subprocess.Popen(
-        [sys.executable, "-u", "-m", "mighty_patcher", "run", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
+from live import read_until, start_run, write
 
 LOOP = """
 import sys, time
@@ -48,11 +19,11 @@ for _ in range(400):
 def test_run_a_script_with_arguments_and_edit_a_module_beside_it(tmp_path):
     write(tmp_path / "prog.py", LOOP)
     write(tmp_path / "helper.py", "def value():\n    return 'old'\n")
-    proc = start(["prog.py", "--flag"], tmp_path)
+    proc = start_run(["prog.py", "--flag"], tmp_path)
     try:
-        run_until(proc, "old --flag")
+        read_until(proc, "old --flag")
         write(tmp_path / "helper.py", "def value():\n    return 'new'\n")
-        run_until(proc, "new --flag")
+        read_until(proc, "new --flag")
     finally:
         proc.kill()
         _, stderr = proc.communicate()
@@ -73,16 +44,16 @@ def test_run_a_module_with_a_chosen_root_and_edit_the_running_module_itself(tmp_
                 time.sleep(0.02)
         """,
     )
-    proc = start(
+    proc = start_run(
         ["--path", "src", "-m", "pkg.app"],
         tmp_path,
         env={"PYTHONPATH": "src", "PATH": "/usr/bin:/bin"},
     )
     try:
-        run_until(proc, "old")
+        read_until(proc, "old")
         app = tmp_path / "src/pkg/app.py"
         app.write_text(app.read_text().replace('return "old"', 'return "new"'))
-        run_until(proc, "new")
+        read_until(proc, "new")
     finally:
         proc.kill()
         _, stderr = proc.communicate()

@@ -54,6 +54,20 @@ def test_an_adapter_is_active_only_once_its_framework_is_imported(adapter):
         hooks.register(type("Nameless", (hooks.Adapter,), {}))
 
 
+#: A model class whose metaclass counts how often it ran (as an ORM's registers models).
+ORM = """
+class Meta(type):
+    made = 0
+    def __new__(mcs, name, bases, ns):
+        Meta.made += 1
+        return super().__new__(mcs, name, bases, ns)
+class Model(metaclass=Meta):
+    title = "a"
+    def describe(self):
+        return "old"
+"""
+
+
 def test_the_events_of_a_reload_in_order(project, adapter):
     _, events = adapter
     project.write("app", "def view():\n    return 1\ndef gone():\n    pass\n")
@@ -112,17 +126,7 @@ def test_a_refused_rebuild_of_a_model_still_patches_its_methods_in_place(project
         original(self, event)
 
     cls.before_definition = refuse_rebuilds
-    source = """
-    class Meta(type):
-        made = 0
-        def __new__(mcs, name, bases, ns):
-            Meta.made += 1
-            return super().__new__(mcs, name, bases, ns)
-    class Model(metaclass=Meta):
-        title = "a"
-        def describe(self):
-            return "old"
-    """
+    source = ORM
     project.write("orm", source)
     orm = project.module("orm")
     obj = orm.Model()
@@ -168,17 +172,7 @@ def test_an_adapter_may_have_a_rebuild_patched_in_place(project, adapter):
             event.in_place = True
 
     cls.before_definition = in_place
-    source = """
-    class Meta(type):
-        made = 0
-        def __new__(mcs, name, bases, ns):
-            Meta.made += 1
-            return super().__new__(mcs, name, bases, ns)
-    class Model(metaclass=Meta):
-        title = "a"
-        def describe(self):
-            return "old"
-    """
+    source = ORM
     project.write("orm", source)
     orm = project.module("orm")
     obj = orm.Model()

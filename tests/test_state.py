@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-from live import write
+from live import read_until, start_run, write
 
 
 def test_an_object_made_at_import_keeps_its_identity_and_state_when_its_class_is_edited(
@@ -171,32 +169,6 @@ def test_a_reload_blocked_in_a_long_statement_says_where_it_is(program, tmp_path
 # --- the running program: `python -m mighty_patcher run` ------------------------------------
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-u", "-m", "mighty_patcher", "run", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 20) -> list[str]:
-    """The lines the program printed up to the first that matches ``pattern``."""
-    assert proc.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line.rstrip("\n"))
-        if re.search(pattern, seen[-1]):
-            return seen
-    raise AssertionError(f"never printed /{pattern}/; printed {seen[-20:]}")
-
-
 def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
     proc.kill()
     return proc.communicate()
@@ -230,9 +202,9 @@ def ticks(lines: list[str]) -> list[int]:
 def test_a_main_loop_sees_method_edits_and_never_runs_a_second_time(tmp_path):
     write(tmp_path / "main.py", MAIN)
     write(tmp_path / "shop.py", SHOP)
-    proc = run(["main.py"], tmp_path)
+    proc = start_run(["main.py"], tmp_path)
     try:
-        lines = read_until(proc, r"tick 5:")
+        lines = read_until(proc, r"tick 5:.*")
         write(tmp_path / "shop.py", SHOP.replace('"old"', '"new"'))
         lines += read_until(proc, r"tick \d+: new")
         # The script itself: a method of its own added, its loop changed (takes effect at the
@@ -270,14 +242,14 @@ def test_a_script_importing_multiprocessing_applies_each_save_once(tmp_path):
             time.sleep(0.02)
         """,
     )
-    proc = run(["main.py"], tmp_path)
+    proc = start_run(["main.py"], tmp_path)
     try:
-        read_until(proc, "^old$")
+        read_until(proc, "old")
         write(
             tmp_path / "main.py",
             (tmp_path / "main.py").read_text().replace('return "old"', 'return "new"'),
         )
-        read_until(proc, "^new$")
+        read_until(proc, "new")
         time.sleep(0.3)  # a second application, if there were one, would have logged by now
     finally:
         _, stderr = finish(proc)
@@ -299,11 +271,11 @@ def test_run_path_puts_the_root_on_sys_path_for_run_m(tmp_path):
         """,
     )
     env = {"PATH": "/usr/bin:/bin"}  # no PYTHONPATH
-    proc = run(["--path", "src", "-m", "svc.server"], tmp_path, env=env)
+    proc = start_run(["--path", "src", "-m", "svc.server"], tmp_path, env=env)
     try:
-        read_until(proc, "^old$")
+        read_until(proc, "old")
         write(tmp_path / "src/svc/logic.py", "def value():\n    return 'new'\n")
-        read_until(proc, "^new$")
+        read_until(proc, "new")
     finally:
         _, stderr = finish(proc)
     assert "reloaded svc.logic: patched value" in stderr

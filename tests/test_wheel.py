@@ -10,14 +10,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import venv
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
-from live import write
+from live import read_until, write
 
 # `make matrix` leaves it out: it checks each version's own build; the wheel is checked here,
 # in the main suite.
@@ -36,20 +35,6 @@ while time.monotonic() < deadline:
         break
     time.sleep(0.02)
 """
-
-
-def read_until(proc: subprocess.Popen[str], wanted: str, timeout: float = 30) -> list[str]:
-    assert proc.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line.rstrip("\n"))
-        if seen[-1] == wanted:
-            return seen
-    raise AssertionError(f"never printed {wanted!r}; printed {seen[-10:]}")
 
 
 def build_wheel(out: Path) -> Path:

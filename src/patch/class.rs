@@ -121,6 +121,22 @@ struct Plan {
 }
 
 impl Plan {
+    /// A plan for `old` that changes nothing yet.
+    fn empty(old: Type<'_>) -> Plan {
+        Plan {
+            class: old.object().to_owned(),
+            bases: None,
+            metaclass: None,
+            class_cells: Vec::new(),
+            functions: Vec::new(),
+            wrapper_items: Vec::new(),
+            property_docs: Vec::new(),
+            nested: Vec::new(),
+            set: Vec::new(),
+            delete: Vec::new(),
+        }
+    }
+
     fn class(&self) -> Type<'_> {
         Type::cast(self.class.borrow()).expect("plans are made for classes")
     }
@@ -389,18 +405,7 @@ unsafe fn set_member(cls: *mut PyObject, name: &Owned, value: Option<&Owned>) ->
 /// Works out the plan for `old` (and its nested classes) without changing anything.
 fn plan(state: &State, old: Type<'_>, new: Type<'_>, filter: &Filter<'_>) -> PyResult<Plan> {
     check_layout(state, old, new)?;
-    let mut plan = Plan {
-        class: old.object().to_owned(),
-        bases: None,
-        metaclass: None,
-        class_cells: Vec::new(),
-        functions: Vec::new(),
-        wrapper_items: Vec::new(),
-        property_docs: Vec::new(),
-        nested: Vec::new(),
-        set: Vec::new(),
-        delete: Vec::new(),
-    };
+    let mut plan = Plan::empty(old);
     let (old_bases, new_bases) = (old.bases(), new.bases());
     if !same_object_tuple(old_bases.as_ref(), new_bases.as_ref()) {
         if let (Some(o), Some(n)) = (old_bases, new_bases) {
@@ -436,18 +441,7 @@ fn plan_members_only(
     members: Borrowed<'_>,
     filter: &Filter<'_>,
 ) -> PyResult<Plan> {
-    let mut plan = Plan {
-        class: old.object().to_owned(),
-        bases: None,
-        metaclass: None,
-        class_cells: Vec::new(),
-        functions: Vec::new(),
-        wrapper_items: Vec::new(),
-        property_docs: Vec::new(),
-        nested: Vec::new(),
-        set: Vec::new(),
-        delete: Vec::new(),
-    };
+    let mut plan = Plan::empty(old);
     // Nested classes are recognised by their qualname under the old class's own.
     plan_members(state, &mut plan, old, old, members, filter, false)?;
     Ok(plan)
