@@ -179,8 +179,8 @@ def test_an_adapter_may_have_a_rebuild_patched_in_place(project, adapter):
     project.start()
     new = source.replace('"old"', '"new"').replace(
         'title = "a"',
-        'title = "a"\n        LIMIT = 3\n        @property\n        def loud(self):\n'
-        "            return self.title.upper()",
+        'title = "a"\n    LIMIT = 3\n    @property\n    def loud(self):\n'
+        "        return self.title.upper()",
     )
     (report,) = project.save("orm", new)
     assert report.ok and report.needs_restart == []
