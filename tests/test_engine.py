@@ -569,3 +569,75 @@ def test_a_statement_sharing_its_line_follows_a_changed_name(project):
     (report,) = project.save("shared", "N = 5\nA = N; B = 2\n")
     assert report.ok and report.rerun == ["N = 5", "A = N; B = 2"]
     assert (shared.N, shared.A, shared.B) == (5, 5, "changed at run time")
+
+
+def test_deleting_a_later_binding_gives_the_earlier_one_back(project):
+    # (found by trying the product as a user: the stale value stayed, "no change to apply")
+    source = "X = 1\n\n\ndef g():\n    return X\n\n\ndef f():\n    return 1\n"
+    project.write("override", source)
+    mod = project.module("override")
+    f = mod.f
+    project.start()
+    project.save("override", source + "\nX = 2\n\n\ndef f():\n    return 2\n")
+    assert (mod.g(), mod.f()) == (2, 2)
+    (report,) = project.save("override", source)
+    assert report.ok and (mod.X, mod.g(), mod.f()) == (1, 1, 1)
+    assert mod.f is f, "the first definition's own object is bound again"
+
+
+def test_a_definition_pasted_under_the_same_name_is_a_new_object_and_its_removal_undoes_it(
+    project,
+):
+    source = """
+    ROUTES = {}
+    def route(path):
+        def register(view):
+            ROUTES[path] = view
+            return view
+        return register
+
+    @route("/a")
+    def view():
+        return "A"
+    """
+    project.write("pasted", source)
+    mod = project.module("pasted")
+    first = mod.view
+    project.start()
+    pasted = source + '\n    @route("/b")\n    def view():\n        return "B"\n'
+    (report,) = project.save("pasted", pasted)
+    assert report.ok and report.added == ["view"]
+    assert (mod.ROUTES["/a"](), mod.ROUTES["/b"](), first()) == ("A", "B", "A")
+    assert mod.view is not first
+    (report,) = project.save("pasted", source)
+    assert report.ok and mod.view is first and first() == "A"
+
+
+def test_an_edited_lambda_keeps_its_identity_and_its_readers_are_not_run(project):
+    # (found by trying the product as a user: a runtime registration was thrown away)
+    project.write("handlers", "key = lambda x: x * 2\nHANDLERS = [key]\n")
+    mod = project.module("handlers")
+    key = mod.key
+    mod.HANDLERS.append("registered at run time")
+    project.start()
+    (report,) = project.save("handlers", "key = lambda x: x * 3\nHANDLERS = [key]\n")
+    assert report.ok and report.rerun == ["key = lambda x: x * 3"]
+    assert mod.key is key and key(1) == 3
+    assert mod.HANDLERS == [key, "registered at run time"]
+
+
+def test_class_members_added_and_deleted_are_reported_as_such(project):
+    # (found by trying the product as a user: a deleted method went unmentioned, a new one
+    # was called "patched")
+    source = (
+        "class C:\n    def kept(self):\n        return 1\n    def gone(self):\n        return 1\n"
+    )
+    project.write("members", source)
+    mod = project.module("members")
+    project.start()
+    new = source.replace(
+        "    def gone(self):\n        return 1\n", "    def new(self):\n        return 2\n"
+    )
+    (report,) = project.save("members", new.replace("return 1", "return 3"))
+    assert (report.patched, report.added, report.deleted) == (["C.kept"], ["C.new"], ["C.gone"])
+    assert not hasattr(mod.C, "gone") and mod.C().new() == 2

@@ -43,6 +43,7 @@ from .planner import (
     Stmt,
     class_plan,
     decorators,
+    dump_nodes,
     first_line,
     same_header,
 )
@@ -81,6 +82,9 @@ class Applier:
     code_pairs: list[tuple[types.CodeType, types.CodeType]] = field(default_factory=list)
     #: Classes patched, with what they gave their instances before: see fill_instances.
     _fills: list[tuple[type, instances.State, ast.ClassDef]] = field(default_factory=list)
+    #: The names now bound to another object than before the reload (a definition patched
+    #: in place is not one): what followers follow. Starts with imported copies rebound.
+    rebound: set[str] = field(default_factory=set)
     transform: Transform | None = None
 
     @property
@@ -106,23 +110,73 @@ class Applier:
 
     def apply(self) -> None:
         self.txn.keep_namespace(self.ns)
-        steps = self.plan.steps
-        for index in range(len(steps)):  # by index: a redefinition may upgrade later steps
-            step = steps[index]
+        for step in self.plan.steps:
             if step.action == "run":
                 self.run(step)
             elif step.action == "redefine":
-                self.redefine(step, index)
+                self.redefine(step)
+            elif step.action == "follow":
+                self.follow(step)
+            elif step.action == "restore":
+                self.restore(step)
             elif step.action == "relocate":
                 self.relocate(step)
             elif step.action == "defer":
                 self.report.deferred.append(self._where(step.new))
         for stmt, names in self.plan.not_rerun:
-            self.report.not_rerun.append(f"{self._where(stmt)} reads {', '.join(sorted(names))}")
+            if names & self.rebound:
+                read = ", ".join(sorted(names & self.rebound))
+                self.report.not_rerun.append(f"{self._where(stmt)} reads {read}")
         self.delete()
         docstring = ast.get_docstring(self.plan.new_tree, clean=False)
         if self.ns.get("__doc__") != docstring:
             self.ns["__doc__"] = docstring
+
+    def follow(self, step: Step) -> None:
+        """An unchanged statement that reads a name a statement before it may have rebound:
+        run again (a binding) or rebuilt (a definition) only if one of those names now holds
+        another object. A definition patched in place keeps its identity: nothing that reads
+        it is made again."""
+        if not step.dirty & self.rebound:
+            if step.new.name is not None and step.old is not None:
+                if step.old.text != step.new.text or step.old.lineno != step.new.lineno:
+                    self.relocate(step)
+            return
+        if step.new.name is None:
+            self.run(step)
+        else:
+            self.redefine(step)
+
+    def restore(self, step: Step) -> None:
+        """A name a deleted statement bound gets back the value this statement, the last one
+        left to bind it, gave it: what a restart would give. A definition gets back the very
+        object it made, when the one that shadowed it was made by a reload."""
+        stmt, name = step.new, step.new.name
+        if name is None:
+            self.run(step)
+            return
+        current = self.ns.get(name, _MISSING)
+        shadowed = self.graveyard.pop(_shadow_key(name), None)
+        target = _MISSING
+        if shadowed is not None and shadowed[1] is not None:
+            if dump_nodes([shadowed[1]]) == stmt.dump:
+                target = shadowed[0]
+        if current is not _MISSING:
+            # what shadowed it leaves, as a deleted definition does (a route it registered)
+            node = next((s.node for s in self.plan.deleted if name in s.writes), None)
+            event = self._event("removed", name, current, node)
+            if self._refused(event):
+                return
+            self.graveyard[name] = (current, node)
+            hooks.call("after_definition", event)
+        if target is _MISSING:
+            target = self.build(stmt, name)
+            self.report.added.append(name)
+        else:
+            self.report.rebound.append(name)
+        self.ns[name] = target
+        if target is not current:
+            self.rebound.add(name)
 
     def _event(
         self,
@@ -162,10 +216,15 @@ class Applier:
         code = self.compile(stmt.node)
         exec(code, self.ns)
         self.report.rerun.append(stmt.label)
-        # A function the statement itself defines (a lambda, a def inside an `if`) keeps the
-        # identity of the one its previous version defined (its partner, a statement of the
-        # old source that is gone, or one an earlier reload deleted). Not any function it
-        # assigns: `handler = f` becoming `handler = g` must not turn f into g.
+        self._keep_identity(step, before, code)
+        self.rebound |= {n for n, v in before.items() if self.ns.get(n, _MISSING) is not v}
+
+    def _keep_identity(self, step: Step, before: dict[str, Any], code: types.CodeType) -> None:
+        """A function the statement itself defines (a lambda, a def inside an `if`) keeps the
+        identity of the one its previous version defined (its partner, a statement of the old
+        source that is gone, or one an earlier reload deleted), patched in place: it is then
+        not a rebinding. Not any function it assigns: `handler = f` becoming `handler = g`
+        must not turn f into g."""
         made_here = {id(c) for c in nested_codes(code)}
         previous = ([step.old] if step.old is not None else []) + self.plan.deleted
         for name, old in before.items():
@@ -206,16 +265,22 @@ class Applier:
         exec(self.compile(node), self.ns, scratch)
         return scratch[name]
 
-    def redefine(self, step: Step, index: int) -> None:
+    def redefine(self, step: Step) -> None:
         stmt = step.new
         name = stmt.name
         assert name is not None
         current = self.ns.get(name, _MISSING)
         revived = False
         old_node = step.old.node if step.old is not None else None
-        if current is _MISSING and name in self.graveyard:
+        if current is not _MISSING and step.shadows:
+            # Pasted with its name unchanged beside the one that made `current`: a new object,
+            # as a restart makes (a route registered for the other stays the other's).
+            self.graveyard[_shadow_key(name)] = (current, _maker(self.plan, name, stmt))
+            current = _MISSING
+        elif current is _MISSING and name in self.graveyard:
             (current, old_node), revived = self.graveyard[name], True
         if current is _MISSING:
+            self.rebound.add(name)
             event = self._event("added", name, None, stmt.node)
             if self._refused(event):
                 return
@@ -226,21 +291,23 @@ class Applier:
         # What to run again: the decorators (or a class's header) only when they changed or
         # read a rebound name; a definition back from the graveyard compares with the
         # statement that made it.
-        header = (
-            step.header if not revived else old_node is None or not same_header(old_node, stmt.node)
-        )
+        if revived:
+            header = old_node is None or not same_header(old_node, stmt.node)
+        else:
+            header = step.header or bool(stmt.header_reads & self.rebound)
         if isinstance(current, type) and isinstance(stmt.node, ast.ClassDef):
             # A class back from the graveyard was built before the changes made since: take
             # all of the new one (no old statement to diff with).
+            seeds = step.dirty & self.rebound
             kept = self.patch_class(
-                name, current, stmt, None if revived else old_node, step.dirty, header=header
+                name, current, stmt, None if revived else old_node, seeds, header=header
             )
         else:
             kept = self.patch_callable(name, current, stmt, header=header)
         if kept:
             self.ns[name] = current
         else:
-            self.plan.follow(index, [name])
+            self.rebound.add(name)
         if revived:
             del self.graveyard[name]
 
@@ -476,6 +543,7 @@ class Applier:
         # all that the class's machinery made from them.
         shown = plan.update if plan is not None else _differing(old, new_members)
         changed = sorted(set(shown) - (skip if members is not None else set()))
+        existed = set(old.__dict__) - set(revived)  # (before the patch)
         gone = {
             member: old.__dict__[member]
             for member in (remove if remove is not None else set(old.__dict__) - set(new_members))
@@ -500,9 +568,21 @@ class Applier:
                 self._relocate_member(old, name, member, old_member_node, new_member_node)
         if "__firstlineno__" in old.__dict__:
             type.__setattr__(old, "__firstlineno__", first_line(new_node))
-        if changed:
-            self.report.patched.append(", ".join(f"{name}.{m}" for m in changed))
-        elif plan is not None and plan.relocated and (members is None or not members.changed):
+        new_here = plan.added if plan is not None else set(new_members) - existed
+        patched = [m for m in changed if m not in new_here]
+        added = [m for m in changed if m in new_here]
+        deleted = sorted(plan.remove if plan is not None else set())
+        if patched:
+            self.report.patched.append(", ".join(f"{name}.{m}" for m in patched))
+        self.report.added += [f"{name}.{m}" for m in added]
+        self.report.deleted += [f"{name}.{m}" for m in deleted]
+        if (
+            not changed
+            and plan is not None
+            and plan.relocated
+            and not deleted
+            and (members is None or not members.changed)
+        ):
             self.report.moved.append(name)  # only members that moved: their line numbers
         if members is not None and members.changed:
             self.report.patched.append(f"{name} members ({members.describe()})")
@@ -725,6 +805,19 @@ def _bare_class(name: str, body: list[ast.stmt], like: ast.stmt) -> ast.ClassDef
     ast.copy_location(bare, like)
     bare.end_lineno, bare.end_col_offset = like.end_lineno, like.end_col_offset
     return ast.fix_missing_locations(bare)  # a `pass` standing for an empty body
+
+
+def _shadow_key(name: str) -> str:
+    """Where the graveyard keeps the object a pasted definition of ``name`` shadowed."""
+    return f"{name} (shadowed)"
+
+
+def _maker(plan: Plan, name: str, shadowing: Stmt) -> ast.stmt | None:
+    """The statement that stays, other than ``shadowing``, whose definition bound ``name``."""
+    for step in plan.steps:
+        if step.new is not shadowing and step.new.name == name:
+            return step.new.node
+    return None
 
 
 def _has_machinery(cls: type, node: ast.ClassDef) -> bool:

@@ -169,6 +169,7 @@ class Engine:
                         report=report if not appliers else ReloadReport(module.__name__, path),
                         graveyard=self._graveyards.setdefault(module.__name__, {}),
                         transform=self.transform,
+                        rebound={alias for alias, _ in rebind},
                     )
                     applier.apply()
                     appliers.append(applier)
@@ -240,12 +241,16 @@ class Engine:
                 continue
             module = by_name[step.module]
             start = time.perf_counter()
-            report = ReloadReport(
-                module=step.module, file=step.path, rebound=sorted(a for a, _, _ in step.rebind)
-            )
             values = [
                 (alias, vars(by_name.get(m) or sys.modules[m])[n]) for alias, m, n in step.rebind
             ]
+            # (a follower in between may have left a name as it was: nothing to pass on)
+            values = [(a, v) for a, v in values if module.__dict__.get(a, _MISSING) is not v]
+            if not values:
+                continue
+            report = ReloadReport(
+                module=step.module, file=step.path, rebound=sorted(a for a, _ in values)
+            )
             source = self.sources.baseline(step.path) or ""
             if not self._apply(step.plan, [module], step.path, source, source, report, values):
                 failed.add(step.module)

@@ -68,7 +68,7 @@ __all__ = [
     "plan_module",
 ]
 
-Action = Literal["keep", "relocate", "redefine", "run", "defer"]
+Action = Literal["keep", "relocate", "redefine", "run", "follow", "restore", "defer"]
 SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 #: Statements that only bind names: the ones that follow a rebound name they read.
 BINDINGS = (ast.Assign, ast.AnnAssign, ast.Import, ast.ImportFrom) + (
@@ -159,10 +159,14 @@ class Step:
     #: Rebound names it reads (a class body re-plans its members with them).
     dirty: frozenset[str] = frozenset()
     #: For a ``redefine``: its decorators (a def) or its header (a class: bases, keywords,
-    #: decorators, type parameters) must run again, because they changed or read a rebound
-    #: name. Otherwise only the body is rebuilt and patched, and decorators, metaclasses and
-    #: ``__init_subclass__`` hooks do not run.
+    #: decorators, type parameters) changed, and must run again (as they must when they read
+    #: a name really rebound: the applier adds that). Otherwise only the body is rebuilt and
+    #: patched, and decorators, metaclasses and ``__init_subclass__`` hooks do not run.
     header: bool = False
+    #: For a new definition: another statement that stays binds the same name (a def pasted
+    #: with its name unchanged): it makes a new object, as a restart would, rather than being
+    #: patched into the one the other statement made.
+    shadows: bool = False
 
 
 @dataclass
@@ -182,33 +186,15 @@ class Plan:
 
     @property
     def rebinds(self) -> frozenset[str]:
-        """The names this plan rebinds, as far as the source tells: what the statements it
-        runs assign, and definitions new to the file. (A definition patched in place keeps its
-        identity; the applier reports the rare one that cannot, through :meth:`follow`.)"""
+        """The names this plan may rebind, as far as the source tells (a superset: a
+        definition patched in place keeps its identity, which the applier checks)."""
         found: set[str] = set()
         for step in self.steps:
-            if step.action == "run" or (step.action == "redefine" and step.old is None):
+            if step.action in ("run", "follow", "restore") or (
+                step.action == "redefine" and step.old is None
+            ):
                 found |= step.new.writes
         return frozenset(found)
-
-    def follow(self, after: int, names: Iterable[str]) -> None:
-        """``names`` were rebound by step ``after`` although the plan expected them to keep
-        their identity: the steps after it that follow them are upgraded, by the same rule."""
-        dirty = set(names)
-        if not dirty:
-            return
-        for i in range(after + 1, len(self.steps)):
-            step = self.steps[i]
-            if step.action in ("keep", "relocate") and step.new.reads & dirty:
-                upgraded = _decide(step.new, step.old, frozenset(dirty), running=self.running)
-                if upgraded.action in ("run", "redefine"):
-                    self.steps[i] = upgraded
-                    self.not_rerun = [(s, n) for s, n in self.not_rerun if s is not step.new]
-                elif upgraded.action == "keep" and upgraded.dirty:
-                    self.not_rerun.append((step.new, upgraded.dirty))
-            if self.steps[i].action == "run":
-                dirty |= self.steps[i].new.writes
-        self.changed = True
 
 
 def first_line(node: ast.stmt) -> int:
@@ -610,7 +596,10 @@ def future_flags(tree: ast.Module) -> int:
 
 
 def _decide(stmt: Stmt, partner: Stmt | None, dirty: frozenset[str], *, running: bool) -> Step:
-    """The rule for one statement, given the names rebound before it (``dirty``)."""
+    """The rule for one statement, given the names a statement before it may have rebound
+    (``dirty``). ``follow``: the statement did not change but reads such a name; the applier
+    runs it (a binding) or rebuilds it (a definition) only if one of them was really bound to
+    a different object, since a definition patched in place keeps its identity."""
     reads_dirty = stmt.reads & dirty
     if partner is None:
         if stmt.name is not None:
@@ -618,21 +607,21 @@ def _decide(stmt: Stmt, partner: Stmt | None, dirty: frozenset[str], *, running:
         if running and not _literal_assignment(stmt.raw):
             return Step("defer", stmt, None)
         return Step("run", stmt, None, reads_dirty)
+    moved = partner.text != stmt.text or partner.lineno != stmt.lineno
     if stmt.name is not None:
         # A def reads only its header at once; a class also reads what its body reads (a
-        # class attribute ``rate = RATE`` follows RATE).
-        header_dirty = bool(stmt.header_reads & dirty)
-        changed = partner.raw is not stmt.raw and not same_definition(partner, stmt)
-        if changed or reads_dirty:
-            header = header_dirty or not same_header(partner.raw, stmt.raw)
+        # class attribute ``rate = RATE`` follows RATE). Whether the header runs again for
+        # a rebound name is the applier's to say (it knows what was really rebound).
+        if partner.raw is not stmt.raw and not same_definition(partner, stmt):
+            header = not same_header(partner.raw, stmt.raw)
             return Step("redefine", stmt, partner, reads_dirty, header=header)
-        moved = partner.text != stmt.text or partner.lineno != stmt.lineno
+        if reads_dirty:
+            return Step("follow", stmt, partner, reads_dirty)
         return Step("relocate" if moved else "keep", stmt, partner, reads_dirty)
     if stmt.calls_reloading and not running:
         return Step("run", stmt, partner, reads_dirty)
     if reads_dirty and stmt.binding and not running:
-        return Step("run", stmt, partner, reads_dirty)
-    moved = partner.text != stmt.text or partner.lineno != stmt.lineno
+        return Step("follow", stmt, partner, reads_dirty)
     if stmt.makes_code and moved:
         return Step("relocate", stmt, partner, reads_dirty)
     return Step("keep", stmt, partner, reads_dirty)
@@ -644,35 +633,44 @@ def plan_body(
     *,
     seeds: Iterable[str] = (),
     running: bool = False,
-    in_place: bool = True,
 ) -> tuple[list[Step], list[Stmt], frozenset[str], list[tuple[Stmt, frozenset[str]]]]:
     """The steps for one body (a module's or a class's): steps, deleted statements, names
-    removed, and the unchanged statements that read a rebound name but are not run.
+    removed, and the unchanged statements that read a name that may have been rebound but are
+    not run (not bindings, or the module is running; the applier reports those whose name
+    really was rebound).
 
-    ``in_place``: a redefined definition keeps its identity (module level). In a class body
-    the members are taken from a new build, so a redefined member is a rebound name there
-    (``@x.setter`` follows a changed ``x``)."""
+    A name that a deleted statement bound and a statement that stays binds too gets that
+    statement's value back, as a restart would give: its last binding statement is
+    ``restore`` (``X = 2`` deleted after ``X = 1``; a def pasted twice, the copy deleted)."""
     partners = match(old, new)
+    matched = {id(p) for p in partners.values()}
+    deleted = [s for s in old if id(s) not in matched]
+    deleted_writes: set[str] = set().union(*(s.writes for s in deleted)) if deleted else set()
+    last_writer: dict[str, int] = {}
+    writers: dict[str, int] = {}
+    for i, stmt in enumerate(new):
+        for name in stmt.writes:
+            last_writer[name] = i
+            writers[name] = writers.get(name, 0) + 1
+    restore_at = {last_writer[n] for n in deleted_writes if n in last_writer}
     dirty = set(seeds)
     steps = []
     not_rerun = []
     for i, stmt in enumerate(new):
-        step = _decide(stmt, partners.get(i), frozenset(dirty), running=running)
-        if step.action == "run" or (
-            step.action == "redefine" and (step.old is None or not in_place)
-        ):
+        partner = partners.get(i)
+        step = _decide(stmt, partner, frozenset(dirty), running=running)
+        if stmt.name is not None and partner is None and writers.get(stmt.name, 0) > 1:
+            step.shadows = True
+        if i in restore_at and step.action in ("keep", "relocate", "follow") and not running:
+            if stmt.binding:
+                step = Step("restore", stmt, partner, step.dirty, header=True)
+        if step.action in ("run", "follow", "restore", "redefine"):
             dirty |= stmt.writes
         elif step.action in ("keep", "relocate") and step.dirty and stmt.kind == "other":
             not_rerun.append((stmt, step.dirty))
         steps.append(step)
-    matched = {id(p) for p in partners.values()}
-    deleted = [s for s in old if id(s) not in matched]
-    still_written = set().union(*(s.writes for s in new)) if new else set()
-    removed = (
-        frozenset(set().union(*(s.writes for s in deleted)) - still_written)
-        if deleted
-        else frozenset()
-    )
+    still_written = set(last_writer)
+    removed = frozenset(deleted_writes - still_written)
     return steps, deleted, removed, not_rerun
 
 
@@ -706,7 +704,7 @@ def plan_module(
     steps, deleted, removed, not_rerun = plan_body(
         old_stmts, new_stmts, seeds=seeds, running=running
     )
-    changed = bool(deleted) or any(s.action not in ("keep", "defer") for s in steps)
+    changed = bool(deleted) or any(s.action not in ("keep", "defer", "follow") for s in steps)
     return Plan(
         steps=steps,
         deleted=deleted,
@@ -733,6 +731,8 @@ class ClassPlan:
     #: assign), and members to remove (assigned only by deleted statements).
     update: frozenset[str]
     remove: frozenset[str]
+    #: Of ``update``: the members only new statements make (for the report: "added").
+    added: frozenset[str]
     #: Unchanged members that only moved: (name, old statement, new statement).
     relocated: list[tuple[str, ast.stmt, ast.stmt]]
     #: The statements of the new body to run for ``update``, in order.
@@ -750,6 +750,7 @@ class ClassPlan:
         return ClassPlan(
             header=False,
             update=frozenset(node.name for node in self.methods),
+            added=self.added,
             remove=frozenset(),
             relocated=self.relocated,
             body=list(self.methods),
@@ -772,15 +773,20 @@ def class_plan(
     seeds = frozenset(seeds)
     header = not same_header(old, new) or bool(_header_reads(new) & seeds)
     old_stmts, new_stmts = statements(old.body, old_lines), statements(new.body, new_lines)
-    steps, _, removed, _ = plan_body(old_stmts, new_stmts, seeds=seeds, in_place=False)
+    steps, _, removed, _ = plan_body(old_stmts, new_stmts, seeds=seeds)
     update: set[str] = set()
     relocated: list[tuple[str, ast.stmt, ast.stmt]] = []
     body: list[ast.stmt] = []
     # Fields, in order (the order counts: dataclass arguments, enum members).
     fields = _fields(old_stmts) != _fields(new_stmts)
     methods: list[ast.FunctionDef | ast.AsyncFunctionDef] = []
+    # (an assignment whose text changed has no partner: a name is new if no old statement
+    # bound it)
+    added = set().union(*(s.new.writes for s in steps if s.old is None)) if steps else set()
+    added -= set().union(*(s.writes for s in old_stmts)) if old_stmts else set()
     for step in steps:
-        if step.action in ("run", "redefine"):
+        # (a class body runs its followers: its new members are taken whatever they are)
+        if step.action in ("run", "redefine", "follow", "restore"):
             update |= step.new.writes
             body.append(step.new.node)
             if step.dirty and step.new.kind != "def":
@@ -798,6 +804,7 @@ def class_plan(
     return ClassPlan(
         header=header,
         update=frozenset(update),
+        added=frozenset(added),
         remove=removed,
         relocated=relocated,
         body=body,

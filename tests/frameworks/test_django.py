@@ -557,7 +557,7 @@ def test_model_methods_apply_live_and_field_changes_ask_for_a_migration(server: 
         rename=True,
     )
     line = server.wait_log(r"reloaded polls\.models")
-    assert "patched Question.LIMIT, Question.short;" in line and "restart" not in line
+    assert "added Question.LIMIT, Question.short;" in line and "restart" not in line
     body = server.get("/polls/q/1/?show=short")
     assert body == "str v2 | shout v2 | registered=True | Wha"
 
@@ -715,7 +715,7 @@ def test_form_fields_and_clean_methods(server: Server):
         "    name = forms.CharField(max_length=20)\n    email = forms.EmailField()",
         rename=True,
     )
-    server.wait_log(r"reloaded polls\.forms: patched ContactForm\.email")
+    server.wait_log(r"reloaded polls\.forms: added ContactForm\.email")
     body = server.get("/polls/contact/")
     assert 'name="name"' in body and 'name="email"' in body
     assert server.get("/polls/contact/?name=ok").endswith("errors=['email']")
