@@ -173,6 +173,8 @@ class Engine:
                     )
                     applier.apply()
                     appliers.append(applier)
+                for module in modules:
+                    hooks.call("after_reload", hooks.ReloadEvent(module, path, report))
                 for applier in appliers:
                     applier.move_closures()
                 for applier in appliers:
@@ -186,11 +188,6 @@ class Engine:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return False
-        for module in modules:
-            try:
-                hooks.call("after_reload", hooks.ReloadEvent(module, path, report))
-            except Exception:
-                logger.exception("a framework adapter failed after the reload of %s", path)
         return True
 
     @contextlib.contextmanager

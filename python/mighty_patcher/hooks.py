@@ -10,8 +10,9 @@ its own module is not even imported.
 Events, in the order a reload makes them:
 
 - :meth:`Adapter.before_reload` / :meth:`Adapter.after_reload`: around each module's reload
-  (a changed file, or a module following a rebound import); ``after_reload`` only when it
-  applied.
+  (a changed file, or a module following a rebound import); ``after_reload`` once the module's
+  statements applied, still inside the reload's transaction: an exception there rolls the
+  whole reload back.
 - :meth:`Adapter.before_definition`: a definition is about to be patched (its body changed),
   rebuilt (its decorators, or its class machinery, run again), added or removed. Raising
   :class:`~mighty_patcher.NeedsRestart` there refuses that change: the definition is left
@@ -48,6 +49,7 @@ from typing import Any, ClassVar, Literal
 __all__ = [
     "BUILTIN",
     "Adapter",
+    "AdapterError",
     "DefinitionEvent",
     "ReloadEvent",
     "active",
@@ -197,10 +199,15 @@ def active() -> list[Adapter]:
     return found
 
 
+class AdapterError(Exception):
+    """A framework adapter failed while a reload was applied: the reload is rolled back."""
+
+
 def call(method: str, event: ReloadEvent | DefinitionEvent) -> None:
     """``adapter.<method>(event)`` for every active adapter in use. ``NeedsRestart`` (a change
-    refused) goes to the caller; any other exception is a failure of the adapter, not of the
-    reload: it is logged and the reload goes on without that adapter's part."""
+    refused) goes to the caller as it is; any other exception fails the reload (rolled back,
+    nothing half-applied) as an :class:`AdapterError` naming the adapter and the cause (the
+    framework's own complaint, such as Flask refusing a second view for one endpoint)."""
     from .mighty_patcher import NeedsRestart
 
     for adapter in active():
@@ -209,12 +216,11 @@ def call(method: str, event: ReloadEvent | DefinitionEvent) -> None:
                 getattr(adapter, method)(event)
         except NeedsRestart:
             raise
-        except Exception:
-            logger.exception(
-                "the %s adapter failed in %s (the reload goes on without it)",
-                adapter.module,
-                method,
-            )
+        except Exception as exc:
+            raise AdapterError(
+                f"the {adapter.module} adapter could not apply this reload ({method}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def merge(old: Any, new: Any) -> bool:

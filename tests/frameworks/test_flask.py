@@ -183,3 +183,29 @@ def test_flask_add_url_rule_in_a_module_and_the_running_script(server):
     line = s.wait_log("takes effect at the next start", start)
     assert 'app.py:13 "app.add_url_rule("/later"' in line
     assert s.get("/later")[0] == 404
+
+
+def test_a_view_pasted_with_its_name_unchanged_is_refused_as_flask_refuses_it(server):
+    # (found by trying the product as a user: the copy silently took the original's route,
+    # and removing the copy did not bring it back)
+    s = server({"app.py": APP, "shop.py": SHOP})
+    assert s.get("/") == (200, "index v1 t1")
+    pasted = APP.replace(
+        "@app.errorhandler(404)",
+        '@app.route("/copy")\ndef index():\n    return "copy"\n\n@app.errorhandler(404)',
+    )
+    mark = s.mark()
+    s.write("app.py", pasted)
+    line = s.wait_log("reload of __main__ failed", mark)
+    assert "View function mapping is overwriting an existing endpoint function: index" in s.log
+    assert "keeps running its previous version" in line
+    assert s.get("/") == (200, "index v1 t1") and s.get("/copy")[0] == 404
+    # The same paste in a blueprint module (its registration is replayed on the app).
+    shop = SHOP + '\n@bp.route("/other", endpoint="items")\ndef other():\n    return "other"\n'
+    mark = s.mark()
+    s.write("shop.py", shop)
+    s.wait_log("reload of shop failed", mark)
+    assert s.get("/shop/items") == (200, "items v1") and s.get("/shop/other")[0] == 404
+    # Undone, everything is as it was, and the next save applies.
+    s.write("shop.py", SHOP.replace("items v1", "items v2"))
+    s.wait_for("GET", "/shop/items", 200, "items v2")
