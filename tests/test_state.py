@@ -279,3 +279,28 @@ def test_run_path_puts_the_root_on_sys_path_for_run_m(tmp_path):
     finally:
         _, stderr = finish(proc)
     assert "reloaded svc.logic: patched value" in stderr
+
+
+def test_editing_a_function_whose_call_is_running_says_the_new_code_comes_at_the_next_call(
+    tmp_path,
+):
+    # (found by trying the product as a user: "patched main", and nothing changed)
+    source = (
+        "import time\n\n\ndef main():\n    while True:\n        print('loop v1', flush=True)\n"
+        "        time.sleep(0.02)\n\n\nif __name__ == '__main__':\n    main()\n"
+    )
+    write(tmp_path / "main.py", source)
+    proc = start_run(["main.py"], tmp_path)
+    try:
+        read_until(proc, "loop v1")
+        write(tmp_path / "main.py", source.replace("loop v1", "loop v2"))
+        time.sleep(1)  # the loop goes on printing v1; nothing to wait for but the log line
+        read_until(proc, "loop v1")
+    finally:
+        _, stderr = finish(proc)
+    assert "reloaded __main__: patched main" in stderr
+    assert re.search(
+        r"note: main is running \(MainThread, main\.py:[67]\): that call goes on with the "
+        r"code it started with; the new code runs from the next call",
+        stderr,
+    ), stderr

@@ -19,6 +19,7 @@ import copy
 import enum
 import functools
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ class Applier:
     code_pairs: list[tuple[types.CodeType, types.CodeType]] = field(default_factory=list)
     #: Classes patched, with what they gave their instances before: see fill_instances.
     _fills: list[tuple[type, instances.State, ast.ClassDef]] = field(default_factory=list)
+    #: The code objects of the functions patched, with the functions' names: a call running
+    #: one now goes on with it (see note_running_calls).
+    replaced: dict[types.CodeType, str] = field(default_factory=dict)
     #: The names now bound to another object than before the reload (a definition patched
     #: in place is not one): what followers follow. Starts with imported copies rebound.
     rebound: set[str] = field(default_factory=set)
@@ -314,6 +318,7 @@ class Applier:
     # --- functions -------------------------------------------------------------------------
 
     def patch_function(self, old: types.FunctionType, new: types.FunctionType) -> None:
+        self.replaced[old.__code__] = old.__qualname__
         self.code_pairs.extend(nested_pairs(old.__code__, new.__code__))
         self.txn.keep_function(old)
         native.patch_function(old, new)
@@ -590,6 +595,29 @@ class Applier:
             self._fills.append((old, before, new_node))
         return True
 
+    def note_running_calls(self) -> None:
+        """Says which patched functions have a call running in another thread (a main loop
+        in ``def main()``): that call goes on with the code it started with, so the edit
+        shows from the next call, not before."""
+        if not self.replaced:
+            return
+        me = threading.get_ident()
+        names = {t.ident: t.name for t in threading.enumerate()}
+        said: set[str] = set()
+        for ident, frame in sys._current_frames().items():
+            current: types.FrameType | None = frame
+            while current is not None and ident != me:
+                name = self.replaced.get(current.f_code)
+                if name is not None and name not in said:
+                    said.add(name)
+                    self.report.notes.append(
+                        f"{name} is running ({names.get(ident, 'a thread')}, "
+                        f"{relative(current.f_code.co_filename)}:{current.f_lineno}): that call "
+                        f"goes on with the code it started with; the new code runs from the "
+                        f"next call"
+                    )
+                current = current.f_back
+
     def fill_instances(self) -> None:
         """The live instances of the classes patched follow what their class now gives them
         (:mod:`mighty_patcher.instances`): the last step of a reload, once everything that
@@ -633,6 +661,7 @@ class Applier:
     def _pair_member_codes(self, old_value: Any, new_value: Any) -> None:
         """Records the nested code pairs of a method about to be patched by ``patch_class``."""
         for o, n in member_function_pairs(old_value, new_value):
+            self.replaced[o.__code__] = o.__qualname__
             self.code_pairs.extend(nested_pairs(o.__code__, n.__code__))
 
     def _relocate_member(

@@ -179,6 +179,7 @@ class Engine:
                     applier.move_closures()
                 for applier in appliers:
                     applier.fill_instances()
+                    applier.note_running_calls()
         except BaseException as exc:
             problems = txn.rollback()
             report.ok = False
