@@ -273,6 +273,36 @@ def test_the_watch_variant_runs_a_failed_test_again_after_each_save_until_it_pas
     assert proc.returncode == 0
 
 
+def test_a_test_added_while_watching_is_said_to_run_in_the_next_session(project):
+    # (found by trying the product as a user: "added test_new", and it never ran)
+    proc = subprocess.Popen(
+        pytest_args(project, "--reload-watch"),
+        cwd=project.path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        _until(proc.stdout, "waiting for a save")
+        (project.path / "test_app.py").write_text(
+            TEST_APP + "\n\ndef test_new():\n    assert app.double(1) == 2\n"
+        )
+        lines = _until(proc.stdout, "in the next session")
+        (project.path / "app.py").write_text(APP_FIXED)
+        rest = proc.stdout.read()
+    finally:
+        watchdog.cancel()
+        proc.kill()
+        proc.wait()
+    assert "added test_new" in lines
+    assert "new: test_new. pytest collects tests when a session starts" in lines
+    assert re.search(r"=+ 1 passed in ", rest), rest
+
+
 def _until(stream, text: str) -> str:
     """The output up to the first line holding ``text``."""
     lines = []

@@ -175,9 +175,19 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     else:
         script, rest = resolve(program[0]), program[1:]
         module = None
+        if not os.path.isfile(script):
+            print(
+                f"python -m mighty_patcher run: can't open file {program[0]!r}: no such file",
+                file=sys.stderr,
+            )
+            return 2
         default_root = os.path.dirname(script)
         sys.path.insert(0, default_root)
     roots = [os.path.abspath(p) for p in args.path] if args.path else [default_root]
+    if script is not None and not any(
+        script == r or script.startswith(r.rstrip(os.sep) + os.sep) for r in map(resolve, roots)
+    ):
+        roots.append(script)  # the script itself is watched too (its definitions are patched)
     # The roots are where the program's modules are imported from (``--path src -m app``):
     # on sys.path, as PYTHONPATH would put them, ahead of the default root.
     for root in reversed(roots):
@@ -220,10 +230,30 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except BaseException as exc:
+        # As Python shows an uncaught exception of a script: the program's frames only.
+        _print_program_traceback(exc)
+        return 1
     finally:
         if not reloader.joined:
             reloader.stop()
     return 0
+
+
+def _print_program_traceback(exc: BaseException) -> None:
+    """The traceback of an exception that ended the program, without the frames of this
+    package and of runpy that started it."""
+    import traceback
+
+    ours = (
+        os.path.dirname(os.path.abspath(__file__)),
+        os.path.abspath(runpy.__file__),
+        "<frozen runpy>",
+    )
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(ours):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
 
 
 def _attach(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -63,6 +63,9 @@ class Engine:
         self._imports: dict[tuple[str, str], tuple[str, list[ImportedName]]] = {}
         #: Files said to be gone (with their directory), not to say it again.
         self._missing: set[str] = set()
+        #: By file: the text (or the message) of its last failed reload and when, so that the
+        #: same bad save written twice in a row (editors do) is said once.
+        self._failures: dict[str, tuple[str, float]] = {}
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -111,15 +114,20 @@ class Engine:
                     logger.warning("%s was deleted; %s keeps running its last version", path, name)
                 return []
             except SourceError as exc:
+                if self._failed_just_now(path, str(exc)):
+                    return []
+                self._failures[path] = (str(exc), time.monotonic())
                 return [self._failed(name, path, start, str(exc))]
             self._missing.discard(path)
             baseline = self.sources.baseline(path)
-            if source == baseline:
+            if source == baseline or self._failed_just_now(path, source):
                 return []
+            start = time.perf_counter()  # (not counting the time a half-written file had)
             running = _running(modules)
             try:
                 plan = plan_module(baseline, source, path, running=running)
             except SyntaxError as exc:
+                self._failures[path] = (source, time.monotonic())
                 return [self._failed(name, path, start, _syntax_error(exc, source))]
             report = ReloadReport(module=name, file=path)
             self._call_before(path, modules)
@@ -128,11 +136,21 @@ class Engine:
             if ok:
                 self.sources.remember(path, source)
                 linecache.checkcache(path)
+                self._failures.pop(path, None)
+            else:
+                self._failures[path] = (source, time.monotonic())
             report.seconds = time.perf_counter() - start
             self._finish(report)
             if not ok:
                 return [report]
             return [report, *self._follow_imports(modules, before)]
+
+    def _failed_just_now(self, path: str, what: str) -> bool:
+        """Whether ``what`` (a text, or why it could not be read) failed for ``path`` less than
+        two seconds ago: the same bad save written twice (editors do) is said once. Later, the
+        same text is tried again (what it needs may have changed meanwhile)."""
+        last = self._failures.get(path)
+        return last is not None and last[0] == what and time.monotonic() - last[1] < 2.0
 
     # --- applying --------------------------------------------------------------------------
 

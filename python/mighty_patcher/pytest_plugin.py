@@ -356,6 +356,13 @@ class ReloadLoop:
         for i, report in enumerate(reports):
             if report.ok:
                 self._say(report.summary(), green=True)
+                new = [n for n in report.added if n.rsplit(".", 1)[-1].startswith("test")]
+                if new and os.path.basename(report.file).startswith("test"):
+                    self._say(
+                        f"new: {', '.join(new)}. pytest collects tests when a session starts: "
+                        f"a new test runs in the next session, not in this one",
+                        yellow=True,
+                    )
             elif not any(later.file == report.file for later in reports[i + 1 :]):
                 self._say(report.summary(), red=True)
                 applied = False

@@ -69,7 +69,8 @@ class ReloadReport:
             ("filled", self.migrated),
         ):
             if names:
-                parts.append(f"{label} {', '.join(names)}")
+                shown = names if len(names) <= 8 else [*names[:6], f"and {len(names) - 6} more"]
+                parts.append(f"{label} {', '.join(shown)}")
         if self.needs_restart:
             parts.append(f"needs a restart: {'; '.join(self.needs_restart)}")
         if not parts:

@@ -211,33 +211,33 @@ class Sources:
         too large), else read now. Raises ``FileNotFoundError`` when it is gone, and
         :class:`SourceError` with the message to show when it is not to be applied."""
         if text is None:
-            try:
-                size = os.stat(path).st_size
-                if size > self.max_size:
-                    raise SourceError(_too_large(path, size, self.max_size))
-                text = read_source(path)
-            except UnicodeDecodeError as exc:
-                raise SourceError(_not_utf8(path, exc)) from None
-            except FileNotFoundError:
-                raise
-            except (OSError, SyntaxError) as exc:
-                raise SourceError(f"cannot read {relative(path)}: {exc}") from None
+            text = self._read(path)
         baseline = self.baseline(path)
         if not text.strip() and baseline and baseline.strip():
             # A file that suddenly reads as empty is more often half-written (truncated by a
             # writer not yet done) or lost than emptied on purpose: read it again after a
             # grace period; still empty, it is refused (a comment in it empties the module).
             time.sleep(self.empty_grace)
-            try:
-                text = read_source(path)
-            except (OSError, UnicodeDecodeError, SyntaxError):
-                pass
+            text = self._read(path)
             if not text.strip():
                 raise SourceError(
                     f"{relative(path)} is empty: not applied (to empty the module on purpose, "
                     f"leave a comment in it)"
                 )
         return text
+
+    def _read(self, path: str) -> str:
+        try:
+            size = os.stat(path).st_size
+            if size > self.max_size:
+                raise SourceError(_too_large(path, size, self.max_size))
+            return read_source(path)
+        except UnicodeDecodeError as exc:
+            raise SourceError(_not_utf8(path, exc)) from None
+        except FileNotFoundError:
+            raise
+        except (OSError, SyntaxError) as exc:
+            raise SourceError(f"cannot read {relative(path)}: {exc}") from None
 
     def changed_files(
         self, skip: Callable[[str, tuple[int, int, int]], bool] | None = None
