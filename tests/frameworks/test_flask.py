@@ -209,3 +209,36 @@ def test_a_view_pasted_with_its_name_unchanged_is_refused_as_flask_refuses_it(se
     # Undone, everything is as it was, and the next save applies.
     s.write("shop.py", SHOP.replace("items v1", "items v2"))
     s.wait_for("GET", "/shop/items", 200, "items v2")
+
+
+def test_a_request_adding_handler_keys_while_a_reload_walks_them(project, monkeypatch):
+    # (CI: a request answered during a reload looked its error handler up, and Flask's
+    # defaultdicts grew a key while the adapter walked them: "dictionary changed size
+    # during iteration", the reload failed.) Here requests run inside the walk itself,
+    # each with a status code not seen before.
+    need("flask")
+    from mighty_patcher.frameworks import flask as adapter
+
+    source = (
+        "from flask import Flask, abort\napp = Flask('site')\n"
+        "@app.errorhandler(404)\ndef missing(e):\n    return 'missing', 404\n"
+        "@app.route('/abort/<int:code>')\ndef fail(code):\n    abort(code)\n"
+    )
+    project.write("site", source)
+    site = project.module("site")
+    project.start()
+    holds, codes = adapter._holds, iter([400, 401, 403, 406, 409, 410, 411, 412, 413, 415])
+    ran = []
+
+    def holds_while_requests_arrive(obj, target, depth=0):
+        code = next(codes, 418)
+        ran.append(code)
+        assert site.app.test_client().get(f"/abort/{code}").status_code == code
+        return holds(obj, target, depth)
+
+    monkeypatch.setattr(adapter, "_holds", holds_while_requests_arrive)
+    (report,) = project.save("site", source.replace("(404)", "(405)").replace("404", "405"))
+    assert report.ok, report
+    assert len(ran) > 3  # requests did run during the walk
+    assert site.app.test_client().post("/abort/1").status_code == 405
+    assert site.app.test_client().post("/abort/1").text == "missing"

@@ -97,7 +97,7 @@ class DjangoAdapter(Adapter):
         self._held.clear()
         self._settings = None
         if _is_settings_module(event.module):
-            self._settings = {k: v for k, v in vars(event.module).items() if k.isupper()}
+            self._settings = {k: v for k, v in list(vars(event.module).items()) if k.isupper()}
 
     def after_reload(self, event: ReloadEvent) -> None:
         if not apps.ready:
@@ -115,7 +115,7 @@ class DjangoAdapter(Adapter):
 
     def _settings_changed(self, event: ReloadEvent) -> None:
         assert self._settings is not None
-        now = {k: v for k, v in vars(event.module).items() if k.isupper()}
+        now = {k: v for k, v in list(vars(event.module).items()) if k.isupper()}
         changed = sorted(
             name
             for name in set(now) | set(self._settings)

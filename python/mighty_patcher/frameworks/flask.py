@@ -119,7 +119,7 @@ def _url_rule_call(deferred: Any) -> dict[str, Any] | None:
 def _rebuild_matcher(url_map: Any) -> None:
     """werkzeug's matcher cannot remove a rule: a new one with the rules left."""
     matcher = StateMachineMatcher(url_map.merge_slashes)
-    for rules in url_map._rules_by_endpoint.values():
+    for rules in list(url_map._rules_by_endpoint.values()):
         for rule in rules:
             if not rule.build_only:
                 matcher.add(rule)
@@ -174,8 +174,8 @@ class _Snapshot:
             saved: dict[str, Any] = {
                 "view_functions": dict(s.view_functions),
                 "error_handler_spec": {
-                    k: {code: dict(h) for code, h in v.items()}
-                    for k, v in s.error_handler_spec.items()
+                    k: {code: dict(h) for code, h in list(v.items())}
+                    for k, v in list(s.error_handler_spec.items())
                 },
             }
             for attr in _LISTS:
@@ -244,12 +244,12 @@ class FlaskAdapter(Adapter):
         self._apps = module_globals(flask.Flask)
         blueprints = module_globals(Blueprint)
         for app in self._apps:
-            blueprints += [bp for bp in app.blueprints.values() if bp not in blueprints]
+            blueprints += [bp for bp in list(app.blueprints.values()) if bp not in blueprints]
         self._blueprints = blueprints
         self._registrations = []
         for app in self._apps:
             seen: set[int] = set()
-            for name, bp in app.blueprints.items():
+            for name, bp in list(app.blueprints.items()):
                 self._registrations.append(_Registration(app, name, bp, id(bp) not in seen))
                 seen.add(id(bp))
         scaffolds: list[Scaffold] = [*self._apps, *self._blueprints]
@@ -297,9 +297,11 @@ class FlaskAdapter(Adapter):
             # module keeps (patched to run the new code), as before the edit.
             self._replace(event.new, event.old)
 
+    # Request threads add keys while a reload runs (Flask looks error handlers up as
+    # error_handler_spec[name][code] in defaultdicts): every walk here goes over a copy.
     def _unregister(self, func: Any) -> None:
         for app in self._apps:
-            endpoints = [e for e, f in app.view_functions.items() if _holds(f, func)]
+            endpoints = [e for e, f in list(app.view_functions.items()) if _holds(f, func)]
             self._drop_endpoints(app, endpoints)
         for bp in self._blueprints:
             gone = [d for d in bp.deferred_functions if _holds(d, func)]
@@ -313,11 +315,11 @@ class FlaskAdapter(Adapter):
                         self._drop_endpoints(reg.app, [f"{reg.name}.{endpoint}"])
         for scaffold in [*self._apps, *self._blueprints]:
             for attr in _LISTS:
-                for funcs in getattr(scaffold, attr).values():
+                for funcs in list(getattr(scaffold, attr).values()):
                     funcs[:] = [f for f in funcs if not _holds(f, func)]
-            for codes in scaffold.error_handler_spec.values():
-                for handlers in codes.values():
-                    for exc in [e for e, h in handlers.items() if _holds(h, func)]:
+            for codes in list(scaffold.error_handler_spec.values()):
+                for handlers in list(codes.values()):
+                    for exc in [e for e, h in list(handlers.items()) if _holds(h, func)]:
                         del handlers[exc]
             if isinstance(scaffold, flask.Flask):
                 for attr in _APP_LISTS:
@@ -340,10 +342,10 @@ class FlaskAdapter(Adapter):
                 if view is new:
                     scaffold.view_functions[endpoint] = old
             for attr in _LISTS:
-                for funcs in getattr(scaffold, attr).values():
+                for funcs in list(getattr(scaffold, attr).values()):
                     funcs[:] = [old if f is new else f for f in funcs]
-            for codes in scaffold.error_handler_spec.values():
-                for handlers in codes.values():
+            for codes in list(scaffold.error_handler_spec.values()):
+                for handlers in list(codes.values()):
                     for exc, handler in list(handlers.items()):
                         if handler is new:
                             handlers[exc] = old
@@ -374,15 +376,15 @@ class FlaskAdapter(Adapter):
         for attr in _LISTS:
             before = snapshot.lists(bp, attr)
             target = getattr(reg.app, attr)
-            for key, funcs in getattr(bp, attr).items():
+            for key, funcs in list(getattr(bp, attr).items()):
                 old_ids = {id(f) for f in before.get(key, [])}
                 for func in funcs:
                     mine = target.setdefault(reg.key(key), [])
                     if id(func) not in old_ids and func not in mine:
                         mine.append(func)
-        for key, codes in bp.error_handler_spec.items():
+        for key, codes in list(bp.error_handler_spec.items()):
             target_codes = reg.app.error_handler_spec[reg.key(key)]
-            for code, handlers in codes.items():
+            for code, handlers in list(codes.items()):
                 target_codes.setdefault(code, {}).update(handlers)
 
     @staticmethod
@@ -390,7 +392,7 @@ class FlaskAdapter(Adapter):
         """A statement run again (``app.add_url_rule(...)``) adds its rule again: the copy
         goes, so that the map holds each rule once."""
         changed = False
-        for rules in app.url_map._rules_by_endpoint.values():
+        for rules in list(app.url_map._rules_by_endpoint.values()):
             seen: set[tuple[Any, ...]] = set()
             kept = []
             for rule in rules:
