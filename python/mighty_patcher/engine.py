@@ -243,7 +243,9 @@ class Engine:
         for module in modules:
             saved = before[module.__name__]
             rebound[module.__name__] = frozenset(
-                key for key, value in list(module.__dict__.items()) if saved.get(key, value) is not value
+                key
+                for key, value in list(module.__dict__.items())
+                if saved.get(key, value) is not value
             )
         if not any(rebound.values()):
             return []
