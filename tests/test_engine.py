@@ -12,6 +12,8 @@ import sys
 import threading
 import traceback
 
+import pytest
+
 
 def test_a_saved_function_body_runs_through_every_existing_reference(project):
     project.write("math", "def double(x):\n    return x * 2\n")
@@ -569,3 +571,26 @@ def test_a_statement_sharing_its_line_follows_a_changed_name(project):
     (report,) = project.save("shared", "N = 5\nA = N; B = 2\n")
     assert report.ok and report.rerun == ["N = 5", "A = N; B = 2"]
     assert (shared.N, shared.A, shared.B) == (5, 5, "changed at run time")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="the function index is 3.12+")
+def test_closure_edits_after_the_first_need_no_heap_walk(project):
+    """The first edit of a factory walks the heap for its closures; the code the reload
+    compiles is followed from the start, so later edits find old and new closures alike in
+    the function index (mighty_patcher.function_index counts the walks)."""
+    import mighty_patcher as mp
+
+    def source(body: str) -> str:
+        return f"def make(k):\n    def inner(x):\n        return {body}\n    return inner\n"
+
+    project.write("factory", source("x + k"))
+    factory = project.module("factory")
+    early = [factory.make(k) for k in range(5)]
+    project.start()
+    project.save("factory", source("x * k"))
+    walks = mp.function_index()["walks"]
+    late = [factory.make(k) for k in range(5)]
+    for n in range(3):
+        project.save("factory", source(f"x * k + {n + 1}"))
+        assert [f(2) for f in early + late] == [2 * k + n + 1 for k in range(5)] * 2
+    assert mp.function_index()["walks"] == walks
