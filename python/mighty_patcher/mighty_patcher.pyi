@@ -126,11 +126,12 @@ def instances_of(types: Iterable[type], /) -> list[object]:
     no ``__class__`` property, ``__eq__`` or ``__hash__``). Subclasses count only if listed."""
 
 def track_new_code(code: CodeType, /) -> None:
-    """Tells the function index (3.12+, when the interpreter has one) about ``code``, just
-    compiled and not run yet: the nested code objects it holds that nothing else references
-    (no function made from them is alive) are followed from now on, so that their closures
-    are found without a heap walk. Any other code object is left out (a later
-    :func:`functions_using` walks for it); nothing happens before 3.12 or without an index."""
+    """Tells the function index (3.12+; made now, without a walk, if there is none) about
+    ``code``, just compiled and not run yet: the nested code objects it holds that nothing
+    else references (no function made from them is alive) are followed from now on, so that
+    their closures are found without a heap walk. Any other code object is left out (a later
+    :func:`functions_using` walks for it). Nothing happens before 3.12, or with
+    ``MIGHTY_PATCHER_FUNCTION_INDEX=0``."""
 
 def function_index() -> dict[str, int] | None:
     """What this interpreter's function index holds: ``codes`` followed, ``functions``

@@ -253,11 +253,11 @@ fn gil_enabled() -> bool {
 }
 
 /// The slot of this interpreter's index, which this module then uses; a new index (and
-/// watcher) if there is none and `create`. `None`: no index (the caller walks the heap).
+/// watcher) if there is none. `None`: no index (the caller walks the heap).
 ///
 /// # Safety
 /// GIL held; `probe_code` is a live code object.
-unsafe fn claim(state: &State, create: bool, probe_code: Borrowed<'_>) -> PyResult<Option<usize>> {
+unsafe fn claim(state: &State, probe_code: Borrowed<'_>) -> PyResult<Option<usize>> {
     if !enabled() || !gil_enabled() {
         return Ok(None);
     }
@@ -276,9 +276,6 @@ unsafe fn claim(state: &State, create: bool, probe_code: Borrowed<'_>) -> PyResu
         }
         // SAFETY: the probe failed: the watcher is gone, and nothing of the index may be read.
         unsafe { discard(slot, false) };
-    }
-    if !create {
-        return Ok(None);
     }
     let Some(slot) = (0..SLOTS).find(|&k| TABLE.0[k].index.borrow().is_none()) else {
         return Ok(None);
@@ -445,7 +442,7 @@ fn sweep(index: &mut Index) -> Vec<Owned> {
 /// GIL held; `codes` are code objects.
 pub unsafe fn functions_using(state: &State, codes: &[Owned]) -> PyResult<Option<Vec<Owned>>> {
     // SAFETY: GIL held (forwarded); the caller's code objects are alive.
-    let Some(slot) = (unsafe { claim(state, true, codes[0].borrow())? }) else {
+    let Some(slot) = (unsafe { claim(state, codes[0].borrow())? }) else {
         return Ok(None);
     };
     let table = &TABLE.0[slot];
@@ -533,14 +530,17 @@ unsafe fn walk(slot: usize, uncovered: &[&Owned]) -> PyResult<()> {
 }
 
 /// Covers the nested code objects of `code`, recursively, that nothing but their parent's
-/// constants references (no function made from them is alive), if this interpreter has an
-/// index; never walks. The reloader calls it on each statement it compiles, before it runs.
+/// constants references (no function made from them is alive); never walks. Makes this
+/// interpreter's index (registers the watcher, covering nothing yet) if there is none, so
+/// that the code of the very first reload is followed from the start: the first closure edit
+/// walks for the closures made before it, and the next one finds those and the ones made
+/// since in the index. The reloader calls it on each statement it compiles, before it runs.
 ///
 /// # Safety
 /// GIL held; `code` is a live code object.
 pub unsafe fn track_new(state: &State, code: Borrowed<'_>) -> PyResult<()> {
     // SAFETY: GIL held (forwarded); `code` is alive.
-    let Some(slot) = (unsafe { claim(state, false, code)? }) else {
+    let Some(slot) = (unsafe { claim(state, code)? }) else {
         return Ok(());
     };
     let mut guard = TABLE.0[slot].index.borrow_mut();
