@@ -114,15 +114,17 @@ struct Index {
     functions: Map<usize>,
     /// How many heap walks it made.
     walks: u64,
+    /// Its slot's filters, kept in step with `codes` and `functions`.
+    filters: &'static Filters,
 }
 
 impl Index {
-    /// What the watcher does with one event. Reads the function's `func_code` on `CREATE`
-    /// only; never dereferences anything else.
+    /// What the watcher does with one event the filters let through. Reads the function's
+    /// `func_code` on `CREATE` only; never dereferences anything else.
     fn hear(&mut self, event: c_int, func: *mut PyFunctionObject, new_value: *mut PyObject) {
         let address = func as usize;
         match event {
-            CREATE if !self.codes.is_empty() => {
+            CREATE => {
                 // SAFETY: CPython passes the function it just made, alive for the call; a
                 // plain read of a field checked by `build.rs`.
                 let code = unsafe { (*func).func_code } as usize;
@@ -139,14 +141,14 @@ impl Index {
 
     /// Indexes `function` under `code` if `code` is covered.
     fn add(&mut self, function: usize, code: usize) {
-        if self.codes.contains_key(&code) {
-            self.functions.insert(function, code);
+        if self.codes.contains_key(&code) && self.functions.insert(function, code).is_none() {
+            self.filters.function_added(function);
         }
     }
 
     fn remove(&mut self, function: usize) {
-        if !self.functions.is_empty() {
-            self.functions.remove(&function);
+        if self.functions.remove(&function).is_some() {
+            self.filters.function_removed(function);
         }
     }
 
@@ -155,12 +157,86 @@ impl Index {
     /// # Safety
     /// GIL held; `code` is a live code object.
     unsafe fn cover(&mut self, code: *mut PyObject) {
+        let filters = self.filters;
         self.codes.entry(code as usize).or_insert_with(|| {
+            filters.code_added(code as usize);
             // SAFETY: a live object (this function's contract); an incref only.
             unsafe { Borrowed::from_ptr(code) }
                 .expect("code")
                 .to_owned()
         });
+    }
+}
+
+/// What the watcher checks before it borrows the index: most functions are of code objects
+/// the index does not cover, and must cost it as little as possible. Both filters may say
+/// "maybe" for an address the index does not hold, never "no" for one it holds:
+/// - one bit per bucket of code object addresses, set for each covered code object (and
+///   cleared only when the covered set is rebuilt, see [`sweep`]);
+/// - a count per bucket of function addresses, of the indexed functions in it (one that
+///   reaches 255 stays there: "maybe" for good).
+struct Filters {
+    codes: [Cell<u64>; BUCKETS / 64],
+    functions: [Cell<u8>; BUCKETS],
+}
+
+/// Buckets of each filter.
+const BUCKETS: usize = 4096;
+
+impl Filters {
+    const fn new() -> Filters {
+        Filters {
+            codes: [const { Cell::new(0) }; BUCKETS / 64],
+            functions: [const { Cell::new(0) }; BUCKETS],
+        }
+    }
+
+    /// Objects are 16-byte aligned: the rest of the address, mixed, to 12 bits.
+    fn bucket(address: usize) -> usize {
+        (((address >> 4) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize
+    }
+
+    fn code_may_be_covered(&self, code: usize) -> bool {
+        let b = Filters::bucket(code);
+        self.codes[b / 64].get() & (1 << (b % 64)) != 0
+    }
+
+    fn code_added(&self, code: usize) {
+        let b = Filters::bucket(code);
+        let word = &self.codes[b / 64];
+        word.set(word.get() | 1 << (b % 64));
+    }
+
+    fn codes_reset<'a>(&self, codes: impl Iterator<Item = &'a usize>) {
+        for word in &self.codes {
+            word.set(0);
+        }
+        for &code in codes {
+            self.code_added(code);
+        }
+    }
+
+    fn function_may_be_indexed(&self, function: usize) -> bool {
+        self.functions[Filters::bucket(function)].get() != 0
+    }
+
+    fn function_added(&self, function: usize) {
+        let count = &self.functions[Filters::bucket(function)];
+        count.set(count.get().saturating_add(1));
+    }
+
+    fn function_removed(&self, function: usize) {
+        let count = &self.functions[Filters::bucket(function)];
+        if count.get() != u8::MAX {
+            count.set(count.get().saturating_sub(1));
+        }
+    }
+
+    fn clear(&self) {
+        self.codes_reset([].iter());
+        for count in &self.functions {
+            count.set(0);
+        }
     }
 }
 
@@ -170,6 +246,8 @@ struct Slot {
     heard: Cell<u64>,
     /// An event found the index borrowed: it may have missed a death, drop it.
     lost: Cell<bool>,
+    /// The index's filters, read without borrowing it.
+    filters: Filters,
     index: RefCell<Option<Index>>,
 }
 
@@ -189,6 +267,7 @@ static TABLE: Slots = Slots(
         Slot {
             heard: Cell::new(0),
             lost: Cell::new(false),
+            filters: Filters::new(),
             index: RefCell::new(None),
         }
     }; SLOTS],
@@ -205,6 +284,19 @@ unsafe extern "C" fn on_event<const K: usize>(
 ) -> c_int {
     let slot = &TABLE.0[K];
     slot.heard.set(slot.heard.get().wrapping_add(1));
+    let concerned = match event {
+        // SAFETY: CPython passes the function it just made, alive for the call; a plain read
+        // of a field checked by `build.rs`.
+        CREATE => slot
+            .filters
+            .code_may_be_covered(unsafe { (*func).func_code } as usize),
+        DESTROY => slot.filters.function_may_be_indexed(func as usize),
+        MODIFY_CODE => true,
+        _ => false,
+    };
+    if !concerned {
+        return 0;
+    }
     match slot.index.try_borrow_mut() {
         Ok(mut index) => {
             if let Some(index) = index.as_mut() {
@@ -299,6 +391,7 @@ unsafe fn claim(state: &State, probe_code: Borrowed<'_>) -> PyResult<Option<usiz
         codes: Map::default(),
         functions: Map::default(),
         walks: 0,
+        filters: &TABLE.0[slot].filters,
     });
     state.set_index_claim(encode(slot, serial));
     Ok(Some(slot))
@@ -332,6 +425,7 @@ unsafe fn probe(slot: usize, code: Borrowed<'_>) -> PyResult<bool> {
 unsafe fn discard(slot: usize, live: bool) {
     let taken = TABLE.0[slot].index.borrow_mut().take();
     TABLE.0[slot].lost.set(false);
+    TABLE.0[slot].filters.clear();
     let Some(index) = taken else {
         return;
     };
@@ -428,10 +522,20 @@ fn sweep(index: &mut Index) -> Vec<Owned> {
     if dead.is_empty() {
         return Vec::new();
     }
-    index.functions.retain(|_, code| !dead.contains(code));
-    dead.iter()
+    let filters = index.filters;
+    index.functions.retain(|&function, code| {
+        let keep = !dead.contains(code);
+        if !keep {
+            filters.function_removed(function);
+        }
+        keep
+    });
+    let released = dead
+        .iter()
         .map(|address| index.codes.remove(address).expect("listed above"))
-        .collect()
+        .collect();
+    filters.codes_reset(index.codes.keys());
+    released
 }
 
 /// Every live function whose code is one of `codes`, from this interpreter's index (made on
