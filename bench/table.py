@@ -406,6 +406,8 @@ def _loop(table: Table, loop: dict[str, Any], settings: dict[str, Any]) -> None:
             times >= GOALS["loop"],
             f"{times:.0f}x ({t(r['median'])} against {t(restart)})",
         )
+        if "first" in r:
+            note += f"; first save {t(r['first'])}"
         table.add(label, "save -> PASSED", t(r["median"]), t(r["p95"]), f"{times:.0f}x", note)
     table.add(
         "pytest (restart)",
