@@ -169,14 +169,15 @@ impl Index {
 }
 
 /// What the watcher checks before it borrows the index: most functions are of code objects
-/// the index does not cover, and must cost it as little as possible. Both filters may say
-/// "maybe" for an address the index does not hold, never "no" for one it holds:
-/// - one bit per bucket of code object addresses, set for each covered code object (and
+/// the index does not cover, and must cost it as little as possible (a dozen instructions,
+/// each event). Both filters may say "maybe" for an address the index does not hold, never
+/// "no" for one it holds:
+/// - a flag per bucket of code object addresses, set for each covered code object (and
 ///   cleared only when the covered set is rebuilt, see [`sweep`]);
 /// - a count per bucket of function addresses, of the indexed functions in it (one that
 ///   reaches 255 stays there: "maybe" for good).
 struct Filters {
-    codes: [Cell<u64>; BUCKETS / 64],
+    codes: [Cell<u8>; BUCKETS],
     functions: [Cell<u8>; BUCKETS],
 }
 
@@ -186,36 +187,37 @@ const BUCKETS: usize = 4096;
 impl Filters {
     const fn new() -> Filters {
         Filters {
-            codes: [const { Cell::new(0) }; BUCKETS / 64],
+            codes: [const { Cell::new(0) }; BUCKETS],
             functions: [const { Cell::new(0) }; BUCKETS],
         }
     }
 
-    /// Objects are 16-byte aligned: the rest of the address, mixed, to 12 bits.
+    /// Objects are 16-byte aligned: the next 12 bits of the address (objects of one kind are
+    /// spread over many pages, so these are about uniform; a clash only costs a lookup).
+    #[inline(always)]
     fn bucket(address: usize) -> usize {
-        (((address >> 4) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize
+        (address >> 4) & (BUCKETS - 1)
     }
 
+    #[inline(always)]
     fn code_may_be_covered(&self, code: usize) -> bool {
-        let b = Filters::bucket(code);
-        self.codes[b / 64].get() & (1 << (b % 64)) != 0
+        self.codes[Filters::bucket(code)].get() != 0
     }
 
     fn code_added(&self, code: usize) {
-        let b = Filters::bucket(code);
-        let word = &self.codes[b / 64];
-        word.set(word.get() | 1 << (b % 64));
+        self.codes[Filters::bucket(code)].set(1);
     }
 
     fn codes_reset<'a>(&self, codes: impl Iterator<Item = &'a usize>) {
-        for word in &self.codes {
-            word.set(0);
+        for flag in &self.codes {
+            flag.set(0);
         }
         for &code in codes {
             self.code_added(code);
         }
     }
 
+    #[inline(always)]
     fn function_may_be_indexed(&self, function: usize) -> bool {
         self.functions[Filters::bucket(function)].get() != 0
     }
@@ -276,7 +278,8 @@ static TABLE: Slots = Slots(
 /// Serial numbers of indexes (0 is never given: a module state's 0 means "none").
 static SERIALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// The watcher callback of slot `K`. See invariant 3.
+/// The watcher callback of slot `K`. See invariant 3. The filters first, inline; the index
+/// only for what they let through.
 unsafe extern "C" fn on_event<const K: usize>(
     event: c_int,
     func: *mut PyFunctionObject,
@@ -291,12 +294,18 @@ unsafe extern "C" fn on_event<const K: usize>(
             .filters
             .code_may_be_covered(unsafe { (*func).func_code } as usize),
         DESTROY => slot.filters.function_may_be_indexed(func as usize),
-        MODIFY_CODE => true,
-        _ => false,
+        _ => true,
     };
-    if !concerned {
-        return 0;
+    if concerned {
+        hear(slot, event, func, new_value);
     }
+    0
+}
+
+/// The index's part of an event (see [`Index::hear`]).
+#[cold]
+#[inline(never)]
+fn hear(slot: &Slot, event: c_int, func: *mut PyFunctionObject, new_value: *mut PyObject) {
     match slot.index.try_borrow_mut() {
         Ok(mut index) => {
             if let Some(index) = index.as_mut() {
@@ -305,7 +314,6 @@ unsafe extern "C" fn on_event<const K: usize>(
         }
         Err(_) => slot.lost.set(true),
     }
-    0
 }
 
 const CALLBACKS: [ffi::FunctionWatcher; SLOTS] =
@@ -511,12 +519,26 @@ unsafe fn children(code: *mut PyObject) -> Vec<*mut PyObject> {
 
 /// Code objects nothing else references any more: released (returned, for the caller to drop
 /// once the index is no longer borrowed), with whatever the index still filed under them.
+///
+/// On a free-threaded build code objects have deferred reference counts, which never read 1:
+/// there a code object no indexed function runs is released instead. That is always safe (a
+/// code object no longer covered is walked for when asked about again), only slower.
 fn sweep(index: &mut Index) -> Vec<Owned> {
-    // SAFETY: the index's own strong reference keeps each object alive; reading its count.
+    #[cfg(Py_GIL_DISABLED)]
+    let running: Set = index.functions.values().copied().collect();
+    let unused = |address: usize, code: &Owned| {
+        // SAFETY: the index's own strong reference keeps the object alive; reading its count.
+        let alone = unsafe { Py_REFCNT(code.as_ptr()) } == 1;
+        #[cfg(Py_GIL_DISABLED)]
+        let alone = alone || !running.contains(&address);
+        #[cfg(not(Py_GIL_DISABLED))]
+        let _ = address;
+        alone
+    };
     let dead: Set = index
         .codes
         .iter()
-        .filter(|(_, code)| unsafe { Py_REFCNT(code.as_ptr()) } == 1)
+        .filter(|&(&address, code)| unused(address, code))
         .map(|(&address, _)| address)
         .collect();
     if dead.is_empty() {
