@@ -9,6 +9,7 @@ import gc
 import inspect
 import os
 import sys
+import sysconfig
 import threading
 import traceback
 
@@ -577,7 +578,8 @@ def test_a_statement_sharing_its_line_follows_a_changed_name(project):
 def test_closure_edits_after_the_first_need_no_heap_walk(project):
     """The first edit of a factory walks the heap for its closures; the code the reload
     compiles is followed from the start, so later edits find old and new closures alike in
-    the function index (mighty_patcher.function_index counts the walks)."""
+    the function index (mighty_patcher.function_index counts the walks). On a free-threaded
+    build no code object is ever fresh (deferred reference counts): each edit walks once."""
     import mighty_patcher as mp
 
     def source(body: str) -> str:
@@ -593,4 +595,5 @@ def test_closure_edits_after_the_first_need_no_heap_walk(project):
     for n in range(3):
         project.save("factory", source(f"x * k + {n + 1}"))
         assert [f(2) for f in early + late] == [2 * k + n + 1 for k in range(5)] * 2
-    assert mp.function_index()["walks"] == walks
+    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    assert mp.function_index()["walks"] == walks + (3 if free_threaded else 0)
