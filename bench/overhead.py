@@ -3,18 +3,19 @@ watcher installed (3.12+), and the CPU of the reloader's thread while nothing is
 
     python bench/overhead.py [--python PY] [--rounds 5] [--number 1000000] [--idle 10]
 
-*Function creation* (one child process per case and round, the cases taking turns): a loop
-makes a million closures (``timeit`` of ``make()``, ``def make(): return lambda: 1``, best of 5
-repeats), in a program that imported mighty_patcher and asked ``functions_using`` once (the
-index then exists and follows 100 closures of another factory), in three cases:
+*Function creation*: a loop makes a million closures (``timeit`` of ``make()``,
+``def make(): return lambda: 1``, best of 5 repeats), in three cases measured one after the
+other in the same process (so that the process's memory layout, which moves such a loop by a
+few percent from one process to the next, is the same for all three), in several processes:
 
-- ``off``: ``MIGHTY_PATCHER_FUNCTION_INDEX=0``, no watcher (the baseline);
-- ``watched``: the watcher installed; the loop's closures are of code the index does not
-  follow, so each creation and destruction costs the watcher one lookup (any program's
-  functions, and those of a reloaded module the reloader has not compiled);
-- ``followed``: the loop's closure code is one the index follows (the closures of a factory
-  the reloader patched, or that an edit asked about): each one is entered into the index when
-  made and taken out when freed.
+- ``off``: before anything asked for the index: no watcher (the baseline);
+- ``watched``: after ``functions_using`` was asked about 100 closures of another factory: the
+  watcher is installed and the index follows those; the loop's closures are of code the index
+  does not follow, so each creation and destruction costs the watcher a filter check (any
+  program's functions, and those of a module the reloader has not compiled);
+- ``followed``: after ``functions_using`` was asked about the loop's closure code too: each
+  closure is entered into the index when made and taken out when freed (the closures of a
+  factory the reloader patched).
 
 Wall-clock figures move with the machine's load; where ``valgrind`` is installed, the same
 three cases are also counted in instructions (callgrind, 200,000 closures against none, the
@@ -31,6 +32,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,7 +47,7 @@ __all__ = ["measure"]
 CASES = ("off", "watched", "followed")
 
 
-def creation_child(case: str, number: int) -> None:
+def creation_child(number: int) -> None:
     import timeit
 
     import mighty_patcher
@@ -59,15 +61,19 @@ def creation_child(case: str, number: int) -> None:
 
         return inner
 
+    def best() -> float:  # ns per closure
+        return min(timeit.repeat(make, number=number, repeat=5)) / number * 1e9
+
     kept = [factory(i) for i in range(100)]
-    codes = [kept[0].__code__]
-    if case == "followed":
-        codes.append(make().__code__)
-    mighty_patcher.functions_using(codes)
-    index = mighty_patcher.function_index()
-    assert (index is None) == (case == "off" or sys.version_info < (3, 12)), index
-    best = min(timeit.repeat(make, number=number, repeat=5))
-    emit(case=case, ns=best / number * 1e9, indexed=index is not None)
+    assert mighty_patcher.function_index() is None
+    off = best()
+    mighty_patcher.functions_using([kept[0].__code__])
+    indexed = mighty_patcher.function_index() is not None
+    watched = best()
+    mighty_patcher.functions_using([make().__code__])
+    followed = best()
+    for case, ns in (("off", off), ("watched", watched), ("followed", followed)):
+        emit(case=case, ns=ns, indexed=indexed)
 
 
 def loop_child(case: str, number: int) -> None:
@@ -152,17 +158,20 @@ def measure(
         if tuple(map(int, version.split("."))) < (3, 12):
             continue
         raw: dict[str, list[float]] = {case: [] for case in CASES}
-        for round_number in range(rounds):
-            order = CASES[round_number % 3 :] + CASES[: round_number % 3]
-            for case in order:
-                env_case = ["--creation", case, str(number)]
-                lines = run_child(python, [script, *env_case], env=_env(case))
-                raw[case] += [line["ns"] for line in lines]
+        for _ in range(rounds):
+            for line in run_child(python, [script, "--creation", str(number)]):
+                raw[line["case"]].append(line["ns"])
         best = {case: min(values) for case, values in raw.items()}
+        # Paired: each process's case against its own baseline, the median over processes.
+        paired = {
+            c: statistics.median(x / o - 1 for x, o in zip(raw[c], raw["off"], strict=True))
+            for c in CASES
+            if c != "off"
+        }
         creation[version] = {
             "ns": best,
             "rounds": {case: summary(values) for case, values in raw.items()},
-            "slower": {c: best[c] / best["off"] - 1 for c in CASES if c != "off"},
+            "slower": paired,
         }
         if counted:
             per: dict[str, float] = {}
@@ -190,7 +199,7 @@ def _env(case: str) -> dict[str, str]:
 
 def main() -> None:
     if sys.argv[1:2] == ["--creation"]:
-        creation_child(sys.argv[2], int(sys.argv[3]))
+        creation_child(int(sys.argv[2]))
         return
     if sys.argv[1:2] == ["--loop"]:
         loop_child(sys.argv[2], int(sys.argv[3]))

@@ -351,8 +351,9 @@ def _closures(table: Table, closures: dict[str, Any]) -> None:
 def _overhead(table: Table, overhead: dict[str, Any]) -> None:
     n = overhead.get("number", 0)
     table.section(
-        f"8. Function creation with the function index's watcher (a loop making {n:,} closures,\n"
-        "   best of rounds, ns per closure; instr.: instructions per closure, callgrind), for\n"
+        f"8. Function creation with the function index's watcher (a loop making {n:,} closures;\n"
+        "   ns per closure, best of all; slower: the median over processes of each one's cases\n"
+        "   against its own baseline; instr.: instructions per closure, callgrind), for\n"
         "   closures of code the index does not follow (any program's) and of code it follows\n"
         "   (a factory an edit moved); and the reloader thread's idle CPU",
         ("CPython", "case", "ns", "slower", "instr.", ""),

@@ -366,16 +366,21 @@ unsafe fn claim(state: &State, probe_code: Borrowed<'_>) -> PyResult<Option<usiz
     if let Some(slot) = (0..SLOTS).find(|&k| index_here(k, interpreter).is_some()) {
         // SAFETY: GIL held; the caller's code object is alive.
         if unsafe { probe(slot, probe_code)? } {
+            // The probe made and freed a function, which may have run a collection and
+            // finalizers: the index is looked up again.
             let mut guard = TABLE.0[slot].index.borrow_mut();
-            let index = guard.as_mut().expect("found above");
-            if decode(state.index_claim()) != Some((slot, index.serial)) {
-                index.users += 1;
-                state.set_index_claim(encode(slot, index.serial));
+            if let Some(index) = guard.as_mut().filter(|i| i.interpreter == interpreter) {
+                if decode(state.index_claim()) != Some((slot, index.serial)) {
+                    index.users += 1;
+                    state.set_index_claim(encode(slot, index.serial));
+                }
+                return Ok(Some(slot));
             }
-            return Ok(Some(slot));
+        } else {
+            // SAFETY: the probe failed: the watcher is gone, and nothing of the index may be
+            // read.
+            unsafe { discard(slot, false) };
         }
-        // SAFETY: the probe failed: the watcher is gone, and nothing of the index may be read.
-        unsafe { discard(slot, false) };
     }
     let Some(slot) = (0..SLOTS).find(|&k| TABLE.0[k].index.borrow().is_none()) else {
         return Ok(None);
@@ -572,11 +577,12 @@ pub unsafe fn functions_using(state: &State, codes: &[Owned]) -> PyResult<Option
         return Ok(None);
     };
     let table = &TABLE.0[slot];
+    // Released at the very end: a decref may run any code, which must not find the index
+    // half-used (or free the last module object, and the index with it, under our feet).
     let released = {
         let mut guard = table.index.borrow_mut();
         sweep(guard.as_mut().expect("claimed"))
     };
-    drop(released);
     let uncovered: Vec<&Owned> = {
         let guard = table.index.borrow();
         let index = guard.as_ref().expect("claimed");
@@ -592,6 +598,7 @@ pub unsafe fn functions_using(state: &State, codes: &[Owned]) -> PyResult<Option
     if table.lost.get() {
         // SAFETY: GIL held; the watcher is ours and live (probed), the index unreliable.
         unsafe { discard(slot, true) };
+        drop(released);
         return Ok(None);
     }
     let guard = table.index.borrow();
@@ -616,6 +623,8 @@ pub unsafe fn functions_using(state: &State, codes: &[Owned]) -> PyResult<Option
             }
         }
     }
+    drop(guard);
+    drop(released);
     Ok(Some(found))
 }
 
