@@ -92,9 +92,15 @@ leaks:
 		CARGO_TARGET_DIR=target/leaks $(LEAKS_VENV)/bin/maturin develop --release -q
 	$(LEAKS_VENV)/bin/python tests/leak_check.py --reloads 1000
 
+## Clippy runs twice: against the main interpreter, and against a 3.12+ one where there is one
+## (code such as the function index, src/heap/index.rs, is compiled for 3.12+ only).
+NEW_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) \
+	$(shell command -v python3.13 || command -v python3.12))
 lint: $(BIN)/python
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	$(if $(NEW_PYTHON),PYO3_PYTHON=$(NEW_PYTHON) CARGO_TARGET_DIR=target/lint-new \
+		cargo clippy --all-targets -- -D warnings)
 	$(BIN)/ruff check python tests src/selftest.py demo bench tools
 	$(BIN)/ruff format --check python tests src/selftest.py demo bench tools
 	$(BIN)/mypy

@@ -125,8 +125,69 @@ def tree_panel(ax: Any, tree: dict[str, Any]) -> None:
     ax.margins(y=0.3)
 
 
+def closures_panel(ax: Any, closures: dict[str, Any]) -> None:
+    rows = closures["rows"]
+    xs = range(len(rows))
+    for offset, kind, alpha in ((-0.2, "first", 0.45), (0.2, "later", 1.0)):
+        ys = _ms([r[kind]["median"] for r in rows])
+        colors = [COLORS[r["tool"]] for r in rows]
+        ax.bar([x + offset for x in xs], ys, 0.4, color=colors, alpha=alpha)
+        for x, v in zip(xs, ys, strict=True):
+            ax.annotate(f"{v:.3g}", (x + offset, v), ha="center", va="bottom", fontsize=6)
+    ax.axhline(10, color="black", linewidth=0.8, linestyle=":")
+    ax.set_xticks(list(xs))
+    names = {"ours": "", "jurigged": "\njurigged", "ipython": "\nIPython"}
+    ax.set_xticklabels([f"{r['version']}{names[r['tool']]}" for r in rows], fontsize=7)
+    ax.set_yscale("log")
+    _plain_log(ax)
+    ax.set_ylabel("ms (median): first edit pale, later solid")
+    ax.set_title(f"7. closure edit at {_count(closures['size'])} objects (goal 10 ms dotted)")
+
+
+def overhead_panel(ax: Any, overhead: dict[str, Any]) -> None:
+    creation = overhead.get("creation", {})
+    versions = list(creation)
+    xs = range(len(versions))
+    for offset, case, color in ((-0.2, "watched", COLORS["ours"]), (0.2, "followed", "#999999")):
+        ys = [creation[v]["slower"][case] * 100 for v in versions]
+        ax.bar([x + offset for x in xs], ys, 0.4, color=color, label=f"watcher, {case}")
+    ax.axhline(5, color="black", linewidth=0.8, linestyle=":")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(versions, fontsize=7)
+    ax.set_ylabel("% slower than without the watcher")
+    idle = overhead.get("idle", {})
+    shown = ", ".join(f"{LABELS[k]} {v:.2%}" for k, v in idle.items())
+    ax.set_title(f"8. making closures (goal 5% dotted)\nidle CPU: {shown}", fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def loop_panel(ax: Any, loop: dict[str, Any]) -> None:
+    labels = [
+        "--reload-watch\nsave -> result",
+        "--reload-loop\nsave -> result",
+        "restart\n-> result",
+    ]
+    ys = _ms([loop["watch"]["median"], loop["loop"]["median"], loop["restart"]["median"]])
+    bars = ax.bar(range(3), ys, color=[COLORS["ours"], COLORS["ours"], "#999999"])
+    for bar, v in zip(bars, ys, strict=True):
+        ax.annotate(
+            f"{v:.3g} ms",
+            (bar.get_x() + bar.get_width() / 2, v),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
+    ax.set_xticks(range(3))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_yscale("log")
+    _plain_log(ax)
+    ax.set_ylabel("ms (median)")
+    ratio = loop["restart"]["median"] / loop["watch"]["median"]
+    ax.set_title(f"9. pytest: fix -> result ({ratio:.0f}x sooner than a restart)")
+
+
 def draw(results: dict[str, Any], out: Path) -> None:
-    fig, axes = plt.subplots(2, 3, figsize=(15, 9))
+    fig, axes = plt.subplots(3, 3, figsize=(15, 13))
     panels = axes.flat
     if "save" in results:
         save_panel(next(panels), results["save"])
@@ -141,6 +202,12 @@ def draw(results: dict[str, Any], out: Path) -> None:
         memory_panel(next(panels), results["memory"])
     if "tree" in results:
         tree_panel(next(panels), results["tree"])
+    if "closures" in results:
+        closures_panel(next(panels), results["closures"])
+    if "overhead" in results:
+        overhead_panel(next(panels), results["overhead"])
+    if "loop" in results:
+        loop_panel(next(panels), results["loop"])
     for ax in panels:
         ax.axis("off")
     m = results["machine"]

@@ -96,10 +96,13 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def start_child(python: str, args: Sequence[str], stderr: Any) -> tuple[subprocess.Popen, Any]:
-    """Starts ``python args...``; returns it and the read end of its results pipe (text)."""
+def start_child(
+    python: str, args: Sequence[str], stderr: Any, *, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, Any]:
+    """Starts ``python args...`` (``env``: variables set besides ``child_env()``); returns it
+    and the read end of its results pipe (text)."""
     read, write = os.pipe()
-    env = child_env()
+    env = {**child_env(), **(env or {})}
     env[RESULT_FD] = str(write)
     try:
         proc = subprocess.Popen(
@@ -116,10 +119,16 @@ def start_child(python: str, args: Sequence[str], stderr: Any) -> tuple[subproce
     return proc, os.fdopen(read, "r")
 
 
-def run_child(python: str, args: Sequence[str], *, timeout: float = 3600) -> list[dict[str, Any]]:
+def run_child(
+    python: str,
+    args: Sequence[str],
+    *,
+    timeout: float = 3600,
+    env: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """Runs ``python args...`` to the end and returns what it reported."""
     with tempfile.TemporaryFile("w+") as errors:
-        proc, results = start_child(python, args, errors)
+        proc, results = start_child(python, args, errors, env=env)
         with results:
             lines = results.read().splitlines()
         try:

@@ -1,6 +1,7 @@
 """The benchmarks, side by side with the peers, in one run: ``make bench`` runs this.
 
-    python bench/run.py [--smoke] [--only save,heap,calls,memory,tree,web] [--versions 3.13]
+    python bench/run.py [--smoke] [--only save,heap,calls,memory,tree,web,closures,overhead,loop]
+                        [--versions 3.13]
 
 Makes or updates the bench virtualenvs (``envs.py``: mighty_patcher built from this tree for
 each CPython version, and jurigged, IPython and matplotlib for the main one), then runs, for
@@ -10,6 +11,10 @@ mighty_patcher and each peer, the tools taking turns within each measurement:
 2. heap-size independence (``heap_size.py``) 5. watching a big tree (``watch_tree.py``)
 3. call speed after a patch, per CPython version (``call_speed.py``)
 6. save to new HTTP response, Flask and FastAPI (``web_save.py``; ours and jurigged)
+7. closure edits at 5,000,000 objects, per CPython version (``closure_edit.py``)
+8. what the function index's watcher costs function creation, per version from 3.12, and the
+   reloader thread's idle CPU (``overhead.py``)
+9. the test loop's turnaround against a pytest restart (``test_loop.py``)
 
 and prints one table (``table.py``), written also to ``bench/out/table.txt``, with the raw
 figures in ``bench/out/results.json`` and a chart in ``bench/out/bench.png`` (``chart.py``);
@@ -34,16 +39,19 @@ for _name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYO3_PYTHON"):
     os.environ.pop(_name, None)  # children must import the installed wheel, not the tree
 
 import call_speed  # noqa: E402
+import closure_edit  # noqa: E402
 import envs  # noqa: E402
 import heap_size  # noqa: E402
 import memory  # noqa: E402
+import overhead  # noqa: E402
 import save_to_live  # noqa: E402
 import table  # noqa: E402
+import test_loop  # noqa: E402
 import watch_tree  # noqa: E402
 import web_save  # noqa: E402
 from common import BENCH, child_env, machine  # noqa: E402
 
-MEASURES = ("save", "heap", "calls", "memory", "tree", "web")
+MEASURES = ("save", "heap", "calls", "memory", "tree", "web", "closures", "overhead", "loop")
 VERSIONS = ("3.10", "3.11", "3.12", "3.13", "3.14", "3.15")
 
 FULL = {
@@ -53,6 +61,9 @@ FULL = {
     "memory": {"checkpoints": (1, 100, 1000)},
     "tree": {"dirs": 5000, "files": 50_000, "idle": 10.0, "repeat": 3},
     "web": {"saves": 20, "frameworks": ("flask", "fastapi")},
+    "closures": {"size": 5_000_000, "rounds": 3, "edits": 5},
+    "overhead": {"rounds": 5, "number": 1_000_000, "idle": 10.0, "counted": 200_000},
+    "loop": {"fixes": 10, "restarts_": 5},
 }
 SMOKE = {
     "save": {"saves": 2, "sizes": ("small",)},
@@ -61,6 +72,9 @@ SMOKE = {
     "memory": {"checkpoints": (1, 2, 5)},
     "tree": {"dirs": 20, "files": 200, "idle": 0.5, "repeat": 1},
     "web": {"saves": 2, "frameworks": ("flask", "fastapi")},
+    "closures": {"size": 10_000, "rounds": 1, "edits": 1},
+    "overhead": {"rounds": 1, "number": 20_000, "idle": 0.5, "counted": 0},
+    "loop": {"fixes": 1, "restarts_": 1},
 }
 
 
@@ -93,6 +107,18 @@ def call_speeds(main_version: str, versions: list[str], settings: dict[str, Any]
             log(f"no call speed for {version}: {exc}")
             rows.append({"python": version, "error": str(exc).strip().splitlines()[-1]})
     return rows
+
+
+def pythons(main_version: str, versions: list[str]) -> dict[str, str]:
+    """A bench virtualenv's python for each version that can be prepared (the others are
+    reported and left out)."""
+    found = {}
+    for version in versions:
+        try:
+            found[version] = envs.prepare(version, main=version == main_version)
+        except (SystemExit, RuntimeError, subprocess.CalledProcessError) as exc:
+            log(f"no bench virtualenv for {version}: {exc}")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,6 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     timed("memory", lambda: memory.measure(python, **settings["memory"]))
     timed("tree", lambda: watch_tree.measure(python, **settings["tree"]))
     timed("web", lambda: web_save.measure(python, **settings["web"]))
+    timed(
+        "closures",
+        lambda: closure_edit.measure(
+            pythons(main_version, versions), main=main_version, **settings["closures"]
+        ),
+    )
+    timed(
+        "overhead",
+        lambda: overhead.measure(
+            pythons(main_version, versions), main=main_version, **settings["overhead"]
+        ),
+    )
+    timed("loop", lambda: test_loop.measure(python, **settings["loop"]))
     results["seconds"]["total"] = time.monotonic() - started
 
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")

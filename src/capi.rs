@@ -227,7 +227,12 @@ unsafe extern "C" fn patch_class(
 unsafe extern "C" fn functions_using(codes: *mut PyObject) -> *mut PyObject {
     // SAFETY: as `patch_function`; the list is a new reference handed to the caller.
     let result = unsafe {
-        serve(|_module| heap::functions_using(required(codes, "functions_using", "codes")?))
+        serve(|module| {
+            heap::functions_using(
+                state::get(module.as_ptr()),
+                required(codes, "functions_using", "codes")?,
+            )
+        })
     };
     result.map_or(ptr::null_mut(), Owned::into_raw)
 }

@@ -164,7 +164,63 @@ unsafe extern "C" fn patch_class(
 
 unsafe extern "C" fn functions_using(module: *mut PyObject, codes: *mut PyObject) -> *mut PyObject {
     // SAFETY: METH_O module-level function; `codes` is borrowed for the call, GIL held.
-    unsafe { meth_o(module, codes, |_, codes| heap::functions_using(codes)) }
+    unsafe {
+        meth_o(module, codes, |module, codes| {
+            heap::functions_using(state::get(module.as_ptr()), codes)
+        })
+    }
+}
+
+unsafe extern "C" fn instances_of(module: *mut PyObject, types: *mut PyObject) -> *mut PyObject {
+    // SAFETY: METH_O module-level function; `types` is borrowed for the call, GIL held.
+    unsafe { meth_o(module, types, |_, types| heap::instances_of(types)) }
+}
+
+unsafe extern "C" fn track_new_code(module: *mut PyObject, code: *mut PyObject) -> *mut PyObject {
+    // SAFETY: METH_O module-level function; `code` is borrowed for the call, GIL held.
+    unsafe {
+        meth_o(module, code, |module, code| {
+            let code = crate::objects::Code::expect(code, "track_new_code()'s argument")?;
+            #[cfg(Py_3_12)]
+            heap::index::track_new(state::get(module.as_ptr()), code.object())?;
+            #[cfg(not(Py_3_12))]
+            let _ = (module, code);
+            none()
+        })
+    }
+}
+
+unsafe extern "C" fn function_index(module: *mut PyObject, _: *mut PyObject) -> *mut PyObject {
+    #[cfg(Py_3_12)]
+    {
+        let _ = module;
+        // SAFETY: METH_NOARGS, GIL held; Py_BuildValue returns a new reference or NULL, its
+        // arguments matching the format (C strings, Py_ssize_t, unsigned long long, int).
+        finish(unsafe {
+            match heap::index::stats() {
+                Err(raised) => Err(raised),
+                Ok(None) => none(),
+                Ok(Some((codes, functions, walks, watcher))) => {
+                    Owned::from_new(pyo3_ffi::Py_BuildValue(
+                        c"{s:n,s:n,s:K,s:i}".as_ptr(),
+                        c"codes".as_ptr(),
+                        codes as Py_ssize_t,
+                        c"functions".as_ptr(),
+                        functions as Py_ssize_t,
+                        c"walks".as_ptr(),
+                        walks as core::ffi::c_ulonglong,
+                        c"watcher".as_ptr(),
+                        watcher,
+                    ))
+                }
+            }
+        })
+    }
+    #[cfg(not(Py_3_12))]
+    {
+        let _ = module;
+        finish(none())
+    }
 }
 
 /// A new list holding `items`.
@@ -328,7 +384,7 @@ const fn def(
     }
 }
 
-static mut METHODS: [PyMethodDef; 15] = [
+static mut METHODS: [PyMethodDef; 18] = [
     def(
         c"patch_function",
         PyMethodDefPointer {
@@ -364,6 +420,34 @@ static mut METHODS: [PyMethodDef; 15] = [
         METH_O,
         c"functions_using(codes, /)\n--\n\n\
           Every live function whose __code__ is one of `codes`.",
+    ),
+    def(
+        c"instances_of",
+        PyMethodDefPointer {
+            PyCFunction: instances_of,
+        },
+        METH_O,
+        c"instances_of(types, /)\n--\n\n\
+          Every live object whose type is exactly one of `types`.",
+    ),
+    def(
+        c"track_new_code",
+        PyMethodDefPointer {
+            PyCFunction: track_new_code,
+        },
+        METH_O,
+        c"track_new_code(code, /)\n--\n\n\
+          Let the function index (3.12+) follow the functions made from the code objects \
+          nested in `code`, which was just compiled, without a heap walk.",
+    ),
+    def(
+        c"function_index",
+        PyMethodDefPointer {
+            PyCFunction: function_index,
+        },
+        METH_NOARGS,
+        c"function_index()\n--\n\n\
+          What this interpreter's function index holds (a dict), or None without one.",
     ),
     def(
         c"member_functions",

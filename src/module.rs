@@ -238,6 +238,8 @@ unsafe extern "C" fn free(module: *mut c_void) {
     unsafe {
         clear(module);
         if let Some(state) = state::of(module) {
+            #[cfg(Py_3_12)]
+            crate::heap::index::release(state);
             drop(state.take_parts());
         }
     }

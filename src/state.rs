@@ -50,6 +50,9 @@ pub struct State {
     pub watch_error: Slot,
     /// This interpreter's index in code objects' extra data (`patch::keepalive`); -1 if none.
     code_extra_index: Cell<isize>,
+    /// The function index (3.12+) this module uses: slot and serial (`heap::index`), 0 for
+    /// none.
+    index_claim: Cell<u64>,
     /// `Box::into_raw` of the parts' data, or NULL (before `exec`, after `m_free`).
     parts: Cell<*mut Parts>,
 }
@@ -61,6 +64,16 @@ impl State {
 
     pub fn set_code_extra_index(&self, index: isize) {
         self.code_extra_index.set(index);
+    }
+
+    #[cfg_attr(not(Py_3_12), allow(dead_code, reason = "the function index is 3.12+"))]
+    pub fn index_claim(&self) -> u64 {
+        self.index_claim.get()
+    }
+
+    #[cfg_attr(not(Py_3_12), allow(dead_code, reason = "the function index is 3.12+"))]
+    pub fn set_index_claim(&self, claim: u64) {
+        self.index_claim.set(claim);
     }
 
     /// The part of type `T`, if `exec` installed one.

@@ -9,8 +9,11 @@ import gc
 import inspect
 import os
 import sys
+import sysconfig
 import threading
 import traceback
+
+import pytest
 
 
 def test_a_saved_function_body_runs_through_every_existing_reference(project):
@@ -641,3 +644,28 @@ def test_class_members_added_and_deleted_are_reported_as_such(project):
     (report,) = project.save("members", new.replace("return 1", "return 3"))
     assert (report.patched, report.added, report.deleted) == (["C.kept"], ["C.new"], ["C.gone"])
     assert not hasattr(mod.C, "gone") and mod.C().new() == 2
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="the function index is 3.12+")
+def test_closure_edits_after_the_first_need_no_heap_walk(project):
+    """The first edit of a factory walks the heap for its closures; the code the reload
+    compiles is followed from the start, so later edits find old and new closures alike in
+    the function index (mighty_patcher.function_index counts the walks). On a free-threaded
+    build no code object is ever fresh (deferred reference counts): each edit walks once."""
+    import mighty_patcher as mp
+
+    def source(body: str) -> str:
+        return f"def make(k):\n    def inner(x):\n        return {body}\n    return inner\n"
+
+    project.write("factory", source("x + k"))
+    factory = project.module("factory")
+    early = [factory.make(k) for k in range(5)]
+    project.start()
+    project.save("factory", source("x * k"))
+    walks = mp.function_index()["walks"]
+    late = [factory.make(k) for k in range(5)]
+    for n in range(3):
+        project.save("factory", source(f"x * k + {n + 1}"))
+        assert [f(2) for f in early + late] == [2 * k + n + 1 for k in range(5)] * 2
+    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    assert mp.function_index()["walks"] == walks + (3 if free_threaded else 0)

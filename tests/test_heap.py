@@ -60,3 +60,47 @@ def test_finds_closures_among_many_objects(mp):
     made = [make(i) for i in range(10)]
     assert len(mp.functions_using([made[0].__code__])) == 10
     assert len(ballast) == 200_000
+
+
+def test_instances_of_compares_types_exactly(mp):
+    class Base:
+        pass
+
+    class Sub(Base):
+        pass
+
+    class Liar:
+        @property
+        def __class__(self):  # never read: types are compared by pointer
+            raise AssertionError("user code ran")
+
+    bases, subs, liars = [Base() for _ in range(3)], [Sub() for _ in range(2)], [Liar()]
+    found = mp.instances_of([Base])
+    assert {id(o) for o in found} == {id(o) for o in bases}
+    found = mp.instances_of({Base, Sub, Liar})
+    assert {id(o) for o in found} == {id(o) for o in bases + subs + liars}
+    assert mp.instances_of([]) == []
+
+
+def test_instances_of_takes_types_only(mp):
+    with pytest.raises(TypeError, match="iterable of types"):
+        mp.instances_of([object()])
+    with pytest.raises(TypeError):
+        mp.instances_of(3)
+
+
+def test_live_instances_finds_subclasses_through_type_subclasses(mp):
+    from mighty_patcher.instances import live_instances
+
+    class Meta(type):
+        def __subclasses__(cls):  # a metaclass cannot hide subclasses
+            return []
+
+    class Base(metaclass=Meta):
+        pass
+
+    class Sub(Base):
+        pass
+
+    made = [Base(), Sub(), Sub()]
+    assert {id(o) for o in live_instances([Base])} == {id(o) for o in made}

@@ -34,7 +34,9 @@ from .mighty_patcher import (
     add_reload_callback,
     build_info,
     currently_reloading,
+    function_index,
     functions_using,
+    instances_of,
     member_function_pairs,
     member_functions,
     patch_class,
@@ -44,6 +46,7 @@ from .mighty_patcher import (
     selftest,
     specialization_version,
     swap_code,
+    track_new_code,
 )
 
 __all__ = [
@@ -57,8 +60,10 @@ __all__ = [
     "add_reload_callback",
     "build_info",
     "currently_reloading",
+    "function_index",
     "functions_using",
     "get_include",
+    "instances_of",
     "load_ipython_extension",
     "member_function_pairs",
     "member_functions",
@@ -69,6 +74,7 @@ __all__ = [
     "selftest",
     "specialization_version",
     "swap_code",
+    "track_new_code",
     "unload_ipython_extension",
 ]
 

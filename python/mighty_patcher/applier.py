@@ -108,6 +108,9 @@ class Applier:
         code: types.CodeType = compile(
             tree, self.path, "exec", flags=self.plan.future_flags, dont_inherit=True
         )
+        # Before it runs: the closures its functions make are followed by the function index
+        # (3.12+) from the start, so that the next edit finds them without a heap walk.
+        native.track_new_code(code)
         return code
 
     # --- the plan, in order ----------------------------------------------------------------
@@ -683,6 +686,7 @@ class Applier:
     # --- line numbers ----------------------------------------------------------------------
 
     def swap_code(self, func: types.FunctionType, code: types.CodeType) -> None:
+        native.track_new_code(code)  # a shifted copy, not run yet (see compile)
         self.code_pairs.extend(nested_pairs(func.__code__, code))
         self.txn.keep_function(func)
         try:

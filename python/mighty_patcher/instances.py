@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import gc
 import sys
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import mighty_patcher as native
 
 __all__ = ["Change", "State", "diff_states", "fill", "init_of", "live_instances", "state_of"]
 
@@ -192,8 +193,10 @@ def diff_states(before: State, after: State) -> Change:
 
 def live_instances(classes: Iterable[type]) -> list[Any]:
     """Every live object whose type is one of ``classes`` or a subclass of one: one pass over
-    the objects the garbage collector tracks (instances of Python classes are tracked). Types
-    are compared exactly, so no code of the program runs (no ``__class__`` property)."""
+    the objects the garbage collector tracks (instances of Python classes are tracked), in C
+    (``instances_of``). Types are compared exactly, so no code of the program runs (no
+    ``__class__`` property); the subclasses are found with ``type.__subclasses__``, which no
+    metaclass can override."""
     wanted: set[type] = set()
     queue = list(classes)
     while queue:
@@ -205,7 +208,7 @@ def live_instances(classes: Iterable[type]) -> list[Any]:
             queue.extend(type.__subclasses__(cls))
         except TypeError:
             pass
-    return [obj for obj in gc.get_objects() if type(obj) in wanted]
+    return native.instances_of(wanted)
 
 
 def fill(cls: type, change: Change, report: Any) -> None:

@@ -110,9 +110,32 @@ def patch_class(
     """
 
 def functions_using(codes: Iterable[CodeType], /) -> list[FunctionType]:
-    """Every live function whose ``__code__`` is one of ``codes``: one pass over the
-    GC-tracked heap, in C (``PyUnstable_GC_VisitObjects`` on 3.12+, ``gc.get_objects()``
-    before)."""
+    """Every live function whose ``__code__`` is one of ``codes``.
+
+    On 3.12+ from the interpreter's function index: made at the first call, it walks the heap
+    once (``PyUnstable_GC_VisitObjects``) for the code objects it does not follow yet, then
+    follows their functions with a function watcher (created, destroyed, given new code), so
+    that asking again costs what the answer holds, not what the heap holds. Without an index
+    (3.10, 3.11; ``MIGHTY_PATCHER_FUNCTION_INDEX=0``; no function watcher left), one pass over
+    the GC-tracked heap, in C: ``gc.get_referrers(*codes)`` for up to four code objects on
+    3.10/3.11, ``gc.get_objects()`` otherwise."""
+
+def instances_of(types: Iterable[type], /) -> list[object]:
+    """Every live object the garbage collector tracks whose type is exactly one of ``types``:
+    one pass over the heap, in C, comparing type pointers only (no code of the program runs:
+    no ``__class__`` property, ``__eq__`` or ``__hash__``). Subclasses count only if listed."""
+
+def track_new_code(code: CodeType, /) -> None:
+    """Tells the function index (3.12+; made now, without a walk, if there is none) about
+    ``code``, just compiled and not run yet: the nested code objects it holds that nothing
+    else references (no function made from them is alive) are followed from now on, so that
+    their closures are found without a heap walk. Any other code object is left out (a later
+    :func:`functions_using` walks for it). Nothing happens before 3.12, or with
+    ``MIGHTY_PATCHER_FUNCTION_INDEX=0``."""
+
+def function_index() -> dict[str, int] | None:
+    """What this interpreter's function index holds: ``codes`` followed, ``functions``
+    indexed, heap ``walks`` made, the function ``watcher`` ID; ``None`` without an index."""
 
 def member_functions(value: object, /) -> list[FunctionType]:
     """The functions ``value`` holds as a class member, which :func:`patch_class` patches in
