@@ -4,6 +4,7 @@ The native core (``mighty_patcher.mighty_patcher``, a Rust extension) patches li
 and classes in place; everything it offers is re-exported here.
 """
 
+import os as _os
 import sys as _sys
 
 # Checked before anything else is imported, in syntax any Python 3 reads: an unsupported
@@ -17,7 +18,6 @@ if _sys.implementation.name != "cpython" or not (3, 10) <= _sys.version_info[:2]
         + _sys.version.split()[0]
     )
 
-from pathlib import Path
 from typing import Any
 
 # The C API capsule, re-exported so that `PyCapsule_Import("mighty_patcher._C_API", 0)` finds
@@ -82,7 +82,7 @@ __all__ = [
 def get_include() -> str:
     """The directory holding ``mighty_patcher.h``, the C API header for other C extensions
     (add it to their include path, as with ``numpy.get_include()``)."""
-    return str(Path(__file__).resolve().parent / "include")
+    return _os.path.join(_os.path.dirname(_os.path.realpath(__file__)), "include")
 
 
 def load_ipython_extension(ipython: Any) -> None:

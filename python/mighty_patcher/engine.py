@@ -21,23 +21,21 @@ import time
 import traceback
 import types
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import hooks
 from . import mighty_patcher as native
-from .applier import Applier, Transform
-from .planner import (
-    ImportedName,
-    Importer,
-    Plan,
-    import_table,
-    parsed_tree,
-    plan_imports,
-    plan_module,
-)
 from .report import ReloadReport, logger, relative
 from .sources import SourceError, Sources, resolve, running_namespaces
 from .transaction import Transaction
+
+if TYPE_CHECKING:
+    from .applier import Applier, Transform
+    from .planner import ImportedName, Importer, Plan
+
+# The planner and the applier (with ast, copy, enum and the dataclasses they define) are
+# imported at the first reload, not at start-up: a program that is never edited never pays
+# for them.
 
 __all__ = ["Engine"]
 
@@ -124,6 +122,8 @@ class Engine:
                 return []
             start = time.perf_counter()  # (not counting the time a half-written file had)
             running = _running(modules)
+            from .planner import plan_module
+
             try:
                 plan = plan_module(baseline, source, path, running=running)
             except SyntaxError as exc:
@@ -171,6 +171,8 @@ class Engine:
         new_lines = source.splitlines(keepends=True)
         try:
             with native.reloading(), self._watchdog(report.module, path):
+                from .applier import Applier
+
                 appliers: list[Applier] = []
                 for module in modules:
                     hooks.call("before_reload", hooks.ReloadEvent(module, path, report, txn.undo))
@@ -250,6 +252,8 @@ class Engine:
         if not any(rebound.values()):
             return []
         by_name: dict[str, types.ModuleType] = {}
+        from .planner import plan_imports
+
         steps = plan_imports(rebound, self._importers(before, by_name))
         reports: list[ReloadReport] = []
         failed: set[str] = set()
@@ -283,6 +287,8 @@ class Engine:
         """Every watched module with ``from ... import`` statements, with the copies it holds
         of what the exporters held before the reload (``before`` for the modules reloaded,
         their namespace now for the others, which nothing changed yet)."""
+        from .planner import Importer
+
         running = running_namespaces()
         importers = []
         for path in self.sources.tracked_files():
@@ -330,6 +336,8 @@ class Engine:
         cached = self._imports.get(key)
         if cached is not None and cached[0] is source:
             return cached[1]
+        from .planner import import_table, parsed_tree
+
         table = import_table(parsed_tree(source, path), package)
         self._imports[key] = (source, table)
         return table

@@ -38,13 +38,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import selectors
-import shutil
 import socket
-import struct
 import sys
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -137,6 +133,8 @@ def same_user(sock: socket.socket) -> bool:
     if option is None:
         return True
     try:
+        import struct
+
         _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, 12))
     except OSError:
         return False
@@ -176,8 +174,10 @@ class Hub:
             if sys.platform == "linux":
                 # An abstract address: nothing on disk, so nothing left behind by a program
                 # that is killed; who may join is checked with the peer's credentials.
-                self.address = f"\0mighty_patcher-{os.getpid()}-{secrets.token_hex(8)}"
+                self.address = f"\0mighty_patcher-{os.getpid()}-{os.urandom(8).hex()}"
             else:
+                import tempfile
+
                 self._dir = tempfile.mkdtemp(prefix="mighty_patcher-")
                 self.address = os.path.join(self._dir, "hub")
             self._listener.bind(self.address)
@@ -185,7 +185,7 @@ class Hub:
         except OSError:
             self._listener.close()
             if self._dir is not None:
-                shutil.rmtree(self._dir, ignore_errors=True)
+                os.rmdir(self._dir)  # nothing was made in it
             raise
         self._listener.setblocking(False)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -247,6 +247,8 @@ class Hub:
         for sock in (self._listener, self._wake_r, self._wake_w):
             sock.close()
         if remove and self._dir is not None:
+            import shutil
+
             shutil.rmtree(self._dir, ignore_errors=True)
         report.show_pid("hub", False)
 
