@@ -5,6 +5,7 @@ test_live.py.)"""
 from __future__ import annotations
 
 import ast
+import copy
 import gc
 import inspect
 import os
@@ -669,3 +670,73 @@ def test_closure_edits_after_the_first_need_no_heap_walk(project):
         assert [f(2) for f in early + late] == [2 * k + n + 1 for k in range(5)] * 2
     free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
     assert mp.function_index()["walks"] == walks + (3 if free_threaded else 0)
+
+
+def test_a_thread_adding_a_global_to_a_star_imported_module_while_copies_are_followed(project):
+    # To follow the names a reload rebound, the engine reads the namespace of every module
+    # that a watched module star-imports; another thread may add a name to it meanwhile (an
+    # import of one of its submodules, a global made on first use): "dictionary changed
+    # size during iteration" failed the reload after it was applied, and the copies of the
+    # rebound names were not followed. Here the other thread's name is added inside the walk.
+    pkg = project.package
+    project.write("config", "TIMEOUT = 5\n")
+    project.write("shared", "HELLO = 1\n")
+    project.write("user", f"from {pkg}.config import TIMEOUT\nfrom {pkg}.shared import *\n")
+    user, shared = project.module("user"), project.module("shared")
+    added = []
+
+    class Name(str):  # a name of the shared module; reading it lets another thread in
+        def startswith(self, prefix, *args):
+            if not added:
+                added.append(True)
+                shared.__dict__["made_later"] = 1
+            return str(self).startswith(prefix, *args)
+
+    shared.__dict__[Name("lazy")] = 2
+    project.start()
+    reports = project.save("config", "TIMEOUT = 7\n")
+    assert added == [True]  # the other thread did add its name during the walk
+    assert [r.module for r in reports] == [f"{pkg}.config", f"{pkg}.user"]
+    assert all(r.ok for r in reports) and user.TIMEOUT == 7
+
+
+def test_a_thread_adding_names_while_a_failed_reload_is_rolled_back(project, monkeypatch):
+    # Rolling a failed reload back walks the module's namespace and the class dicts it
+    # patched, which the program's other threads may add to meanwhile (a global made on
+    # first use; copy.copy or pickle of an instance caches __slotnames__ in its class):
+    # "dictionary changed size during iteration" left the rollback half done. Here the other
+    # thread's names are added inside the walks.
+    from mighty_patcher import transaction
+
+    source = "class C:\n    def f(self):\n        return 1\n"
+    project.write("m", source)
+    m = project.module("m")
+    added = []
+    rolling_back = False
+
+    class Name(str):  # a name the walks hash: reading it lets another thread in
+        def __hash__(self):
+            if rolling_back and self not in added:
+                added.append(str(self))
+                if self == "in_class":
+                    copy.copy(m.C())  # adds __slotnames__ to C's dict
+                else:
+                    m.__dict__["made_later"] = 1
+            return str.__hash__(self)
+
+    m.__dict__[Name("in_module")] = 1
+    gc.get_referents(m.C.__dict__)[0][Name("in_class")] = 1  # a class dict key as it is
+    rollback = transaction.Transaction.rollback
+
+    def rollback_with_threads(self):
+        nonlocal rolling_back
+        rolling_back = True
+        return rollback(self)
+
+    monkeypatch.setattr(transaction.Transaction, "rollback", rollback_with_threads)
+    project.start()
+    (report,) = project.save("m", source.replace("1", "2") + "BROKEN = 1 / 0\n")
+    assert not report.ok and "ZeroDivisionError" in report.error
+    assert "could not fully restore" not in report.error
+    assert sorted(added) == ["in_class", "in_module"]  # both walks let the thread in
+    assert m.C().f() == 1 and "BROKEN" not in vars(m)

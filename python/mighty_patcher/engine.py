@@ -308,9 +308,11 @@ class Engine:
                     if exporter is None:
                         continue
                     if imported.name == "*":
+                        # (a copy: the exporter's namespace is live, and another thread may
+                        # add to it meanwhile, importing one of its submodules, say)
                         copies |= {
                             n
-                            for n, v in exporter.items()
+                            for n, v in list(exporter.items())
                             if not n.startswith("_") and ns.get(n, _MISSING) is v
                         }
                     elif ns.get(imported.alias, _MISSING) is exporter.get(imported.name, _MISSING):

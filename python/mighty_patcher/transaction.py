@@ -75,7 +75,8 @@ class Transaction:
         for cls, entries, bases in reversed(self._classes):
             problems += _restore_class(cls, entries, bases)
         for namespace, saved in reversed(self._namespaces):
-            for name in [n for n in namespace if n not in saved]:
+            # (over a copy: another thread may add a global meanwhile)
+            for name in [n for n in list(namespace) if n not in saved]:
                 del namespace[name]
             for name, value in saved.items():
                 if namespace.get(name, _MISSING) is not value:
@@ -91,7 +92,9 @@ def _restore_class(cls: type, entries: dict[str, Any], bases: tuple[type, ...]) 
         except TypeError as exc:
             problems.append(f"{cls.__qualname__}.__bases__: {exc}")
     skip = {"__dict__", "__weakref__"}
-    for name in [n for n in cls.__dict__ if n not in entries and n not in skip]:
+    # (over a copy: another thread may add to the class meanwhile, a copy.copy or pickle of
+    # an instance caching __slotnames__ in it)
+    for name in [n for n in list(cls.__dict__) if n not in entries and n not in skip]:
         try:
             type.__delattr__(cls, name)
         except (AttributeError, TypeError) as exc:

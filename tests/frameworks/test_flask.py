@@ -242,3 +242,67 @@ def test_a_request_adding_handler_keys_while_a_reload_walks_them(project, monkey
     assert len(ran) > 3  # requests did run during the walk
     assert site.app.test_client().post("/abort/1").status_code == 405
     assert site.app.test_client().post("/abort/1").text == "missing"
+
+
+def test_a_request_sorting_the_rules_while_a_reload_walks_them(project, monkeypatch):
+    # werkzeug sorts each endpoint's list of rules in place at the first request after the
+    # URL map changed (Map.update, under url_map._remap_lock), with a key function in
+    # Python: while it runs, the list reads as empty from other threads. A reload walking
+    # the lists then (a route edited while requests arrive) made a matcher without those
+    # rules: their URLs answered 404 until the next restart. Here a request is held in the
+    # middle of sorting the rules of ``stable`` while the reload runs.
+    need("flask")
+    import threading
+
+    from werkzeug.routing import Rule
+
+    source = (
+        "from flask import Flask\napp = Flask('site')\n"
+        "@app.route('/stable')\ndef stable():\n    return 'stable'\n"
+        "@app.route('/old')\ndef moving():\n    return 'moving'\n"
+    )
+    project.write("site", source)
+    site = project.module("site")
+    project.start()
+    url_map = site.app.url_map
+    sorting, release = threading.Event(), threading.Event()
+    key = Rule.build_compare_key
+
+    def held_key(rule):
+        if rule.endpoint == "stable" and not sorting.is_set():
+            sorting.set()
+            release.wait(10)
+        return key(rule)
+
+    class Lock:  # the reload waiting for the sort lets it finish
+        def __init__(self, lock):
+            self.lock = lock
+
+        def __enter__(self):
+            if threading.current_thread() is not request:
+                release.set()
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            return self.lock.__exit__(*exc)
+
+    monkeypatch.setattr(Rule, "build_compare_key", held_key)
+    monkeypatch.setattr(url_map, "_remap_lock", Lock(url_map._remap_lock))
+    url_map._remap = True
+    answers = []
+    request = threading.Thread(
+        target=lambda: answers.append(site.app.test_client().get("/stable").status_code)
+    )
+    request.start()
+    try:
+        assert sorting.wait(10)
+        (report,) = project.save("site", source.replace("'/old'", "'/new'"))
+    finally:
+        release.set()
+        request.join(10)
+    assert report.ok, report
+    client = site.app.test_client()
+    assert client.get("/stable").text == "stable"
+    assert client.get("/new").text == "moving"
+    assert client.get("/old").status_code == 404
+    assert answers == [200]

@@ -113,3 +113,39 @@ def test_a_failed_reload_leaves_the_models_as_they_were(models):
         "items": [{"name": "a", "price": "1.00"}]
     }
     assert type(m.Order(items=[{"name": "a"}]).items[0]) is m.Item
+
+
+def test_a_model_completed_by_another_thread_while_a_reload_walks_its_dict(project, monkeypatch):
+    # A model built lazily (defer_build, or a forward reference resolved later) is completed
+    # by its first validation, in whatever thread makes it (a request), under pydantic's
+    # rebuild lock and not the reloader's: completing adds __signature__ to the class dict.
+    # A completion still under way when a reload rebuilt the model changed the class dict
+    # while the adapter walked it: "dictionary changed size during iteration", the reload
+    # failed. Here the end of that completion runs inside the walk itself.
+    need("pydantic")
+    from mighty_patcher.frameworks import pydantic as adapter
+
+    source = (
+        "from pydantic import BaseModel, ConfigDict\n"
+        "class Lazy(BaseModel):\n    model_config = ConfigDict(defer_build=True)\n"
+        "    name: str\n"
+    )
+    project.write("lazy", source)
+    m = project.module("lazy")
+    project.start()
+    assert "__signature__" not in vars(m.Lazy)  # not completed yet
+    completed = []
+
+    class State(frozenset):  # _STATE, with the completion ending in the middle of the walk
+        def __contains__(self, key):
+            if not completed:
+                completed.append(m.Lazy.model_rebuild())
+            return super().__contains__(key)
+
+    monkeypatch.setattr(adapter, "_STATE", State(adapter._STATE))
+    (report,) = project.save("lazy", source + "    qty: int = 1\n")
+    assert report.ok, report.error
+    assert completed == [True]
+    item = m.Lazy(name="b", qty="2")
+    assert type(item) is m.Lazy and (item.name, item.qty) == ("b", 2)
+    assert list(m.Lazy.model_fields) == ["name", "qty"]

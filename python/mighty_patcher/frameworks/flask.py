@@ -116,8 +116,15 @@ def _url_rule_call(deferred: Any) -> dict[str, Any] | None:
     return values if "rule" in values else None
 
 
+# A request's first match after the URL map changed sorts each endpoint's list of rules in
+# place (Map.update), with a key function in Python: while a list is being sorted, another
+# thread reads it as empty, and a change to it is undone when the sort ends; the loop over
+# the endpoints fails if one is added or removed meanwhile. Map.update sorts under
+# url_map._remap_lock: every read or change of the rules here holds it too (a plain Lock:
+# never taken twice by one thread, and nothing here asks werkzeug to match while holding it).
 def _rebuild_matcher(url_map: Any) -> None:
-    """werkzeug's matcher cannot remove a rule: a new one with the rules left."""
+    """werkzeug's matcher cannot remove a rule: a new one with the rules left. The caller
+    holds ``url_map._remap_lock``."""
     matcher = StateMachineMatcher(url_map.merge_slashes)
     for rules in list(url_map._rules_by_endpoint.values()):
         for rule in rules:
@@ -140,7 +147,8 @@ class _Registration:
             if call is None:
                 continue
             endpoint = call.get("endpoint") or getattr(call.get("view_func"), "__name__", None)
-            rules = app.url_map._rules_by_endpoint.get(f"{name}.{endpoint}", [])
+            with app.url_map._remap_lock:
+                rules = list(app.url_map._rules_by_endpoint.get(f"{name}.{endpoint}", []))
             if not rules:
                 continue
             made, own = rules[0].rule, str(call["rule"])
@@ -181,7 +189,9 @@ class _Snapshot:
             for attr in _LISTS:
                 saved[attr] = {k: list(v) for k, v in getattr(s, attr).items()}
             if isinstance(s, flask.Flask):
-                saved["rules"] = {k: list(v) for k, v in s.url_map._rules_by_endpoint.items()}
+                with s.url_map._remap_lock:
+                    rules = s.url_map._rules_by_endpoint
+                    saved["rules"] = {k: list(v) for k, v in rules.items()}
                 saved["blueprints"] = dict(s.blueprints)
                 for attr in _APP_LISTS:
                     saved[attr] = list(getattr(s, attr))
@@ -214,9 +224,10 @@ class _Snapshot:
                 lists.clear()
                 lists.update(saved[attr])
             if isinstance(s, flask.Flask):
-                s.url_map._rules_by_endpoint.clear()
-                s.url_map._rules_by_endpoint.update(saved["rules"])
-                _rebuild_matcher(s.url_map)
+                with s.url_map._remap_lock:
+                    s.url_map._rules_by_endpoint.clear()
+                    s.url_map._rules_by_endpoint.update(saved["rules"])
+                    _rebuild_matcher(s.url_map)
                 s.blueprints.clear()
                 s.blueprints.update(saved["blueprints"])
                 for attr in _APP_LISTS:
@@ -329,12 +340,13 @@ class FlaskAdapter(Adapter):
     @staticmethod
     def _drop_endpoints(app: flask.Flask, endpoints: list[str]) -> None:
         changed = False
-        for endpoint in endpoints:
-            app.view_functions.pop(endpoint, None)
-            if app.url_map._rules_by_endpoint.pop(endpoint, None) is not None:
-                changed = True
-        if changed:
-            _rebuild_matcher(app.url_map)
+        with app.url_map._remap_lock:
+            for endpoint in endpoints:
+                app.view_functions.pop(endpoint, None)
+                if app.url_map._rules_by_endpoint.pop(endpoint, None) is not None:
+                    changed = True
+            if changed:
+                _rebuild_matcher(app.url_map)
 
     def _replace(self, new: Any, old: Any) -> None:
         for scaffold in [*self._apps, *self._blueprints]:
@@ -392,16 +404,17 @@ class FlaskAdapter(Adapter):
         """A statement run again (``app.add_url_rule(...)``) adds its rule again: the copy
         goes, so that the map holds each rule once."""
         changed = False
-        for rules in list(app.url_map._rules_by_endpoint.values()):
-            seen: set[tuple[Any, ...]] = set()
-            kept = []
-            for rule in rules:
-                key = (rule.rule, frozenset(rule.methods or ()), rule.subdomain, rule.host)
-                if key in seen:
-                    changed = True
-                    continue
-                seen.add(key)
-                kept.append(rule)
-            rules[:] = kept
-        if changed:
-            _rebuild_matcher(app.url_map)
+        with app.url_map._remap_lock:
+            for rules in list(app.url_map._rules_by_endpoint.values()):
+                seen: set[tuple[Any, ...]] = set()
+                kept = []
+                for rule in rules:
+                    key = (rule.rule, frozenset(rule.methods or ()), rule.subdomain, rule.host)
+                    if key in seen:
+                        changed = True
+                        continue
+                    seen.add(key)
+                    kept.append(rule)
+                rules[:] = kept
+            if changed:
+                _rebuild_matcher(app.url_map)

@@ -59,7 +59,9 @@ def _is_model(obj: Any) -> bool:
 
 
 def _state_keys(cls: type) -> set[str]:
-    return {k for k in cls.__dict__ if k.startswith("__pydantic_") or k in _STATE}
+    # Over a copy of the names (made in one step): another thread completing a model built
+    # lazily (its first validation, a request) adds __signature__ to the class dict meanwhile.
+    return {k for k in list(cls.__dict__) if k.startswith("__pydantic_") or k in _STATE}
 
 
 def _snapshot(cls: type) -> dict[str, Any]:
