@@ -279,7 +279,8 @@ static TABLE: Slots = Slots(
 static SERIALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The watcher callback of slot `K`. See invariant 3. The filters first, inline; the index
-/// only for what they let through.
+/// only for what they let through, in a call that takes the callback's own arguments (so the
+/// fast path moves no register and the slow one is a jump).
 unsafe extern "C" fn on_event<const K: usize>(
     event: c_int,
     func: *mut PyFunctionObject,
@@ -297,15 +298,20 @@ unsafe extern "C" fn on_event<const K: usize>(
         _ => true,
     };
     if concerned {
-        hear(slot, event, func, new_value);
+        return hear::<K>(event, func, new_value);
     }
     0
 }
 
-/// The index's part of an event (see [`Index::hear`]).
+/// The index's part of an event (see [`Index::hear`]), for slot `K`.
 #[cold]
 #[inline(never)]
-fn hear(slot: &Slot, event: c_int, func: *mut PyFunctionObject, new_value: *mut PyObject) {
+extern "C" fn hear<const K: usize>(
+    event: c_int,
+    func: *mut PyFunctionObject,
+    new_value: *mut PyObject,
+) -> c_int {
+    let slot = &TABLE.0[K];
     match slot.index.try_borrow_mut() {
         Ok(mut index) => {
             if let Some(index) = index.as_mut() {
@@ -314,6 +320,7 @@ fn hear(slot: &Slot, event: c_int, func: *mut PyFunctionObject, new_value: *mut 
         }
         Err(_) => slot.lost.set(true),
     }
+    0
 }
 
 const CALLBACKS: [ffi::FunctionWatcher; SLOTS] =
