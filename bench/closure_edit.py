@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from common import emit, run_child, summary
-from heap_size import Thing, _closure, module_text
+from heap_size import edited_module, module_text
 
 __all__ = ["measure"]
 
@@ -41,22 +41,11 @@ CLOSURES = 100
 def child(tool: str, objects: int, edits: int) -> None:
     import peers
 
-    root = tempfile.mkdtemp(prefix="mp_bench_closures_")
-    path = str(Path(root) / "edited.py")
-    state = {"plain": 1, "last": 1, "inner": 1}
-    peers.save(path, module_text(**state))
-
-    third = objects // 3
-    ballast: list[object] = [Thing(i) for i in range(third)]
-    ballast += [{"i": i} for i in range(third)]
-    ballast += [_closure(i) for i in range(objects - 2 * third)]
-    sys.path.insert(0, root)
-    import edited  # type: ignore[import-not-found]
-
+    path, edited, ballast, state = edited_module("mp_bench_closures_", objects)
     made = [edited.make(k) for k in range(CLOSURES)]
     gc.collect()
     tracked = len(gc.get_objects())
-    driver = peers.start(tool, root, thread=False)
+    driver = peers.start(tool, os.path.dirname(path), thread=False)
 
     for n in range(edits + 1):
         state["inner"] += 1

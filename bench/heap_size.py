@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import tempfile
 import time
@@ -51,10 +52,13 @@ def _closure(k: int) -> Any:  # closures the edits do not touch
     return lambda x: x + k
 
 
-def child(tool: str, objects: int, edits: int) -> None:
+def edited_module(prefix: str, objects: int) -> tuple[str, Any, list[object], dict[str, int]]:
+    """The module the edits change (``edited.py`` in a new temporary directory, imported), with
+    ``objects`` live objects besides: a third plain instances, a third dicts, a third closures.
+    Returns its path, the module, the objects and the state its text was made from."""
     import peers
 
-    root = tempfile.mkdtemp(prefix="mp_bench_heap_")
+    root = tempfile.mkdtemp(prefix=prefix)
     path = str(Path(root) / "edited.py")
     state = {"plain": 1, "last": 1, "inner": 1}
     peers.save(path, module_text(**state))
@@ -66,12 +70,19 @@ def child(tool: str, objects: int, edits: int) -> None:
     sys.path.insert(0, root)
     import edited  # type: ignore[import-not-found]
 
+    return path, edited, ballast, state
+
+
+def child(tool: str, objects: int, edits: int) -> None:
+    import peers
+
+    path, edited, ballast, state = edited_module("mp_bench_heap_", objects)
     made = [edited.make(k) for k in range(10)]
     gc.collect()
     tracked = len(gc.get_objects())
 
     start = time.perf_counter()
-    driver = peers.start(tool, root, thread=False)
+    driver = peers.start(tool, os.path.dirname(path), thread=False)
     emit(kind="startup", seconds=time.perf_counter() - start, tracked=tracked)
 
     for n in range(edits):

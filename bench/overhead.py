@@ -9,6 +9,8 @@ other in the same process (so that the process's memory layout, which moves such
 few percent from one process to the next, is the same for all three), in several processes:
 
 - ``off``: before anything asked for the index: no watcher (the baseline);
+- ``noop``: a watcher that does nothing (``noop_watcher.c``, built here with the C compiler
+  when there is one): what CPython's own dispatch to any watcher costs, the floor under ours;
 - ``watched``: after ``functions_using`` was asked about 100 closures of another factory: the
   watcher is installed and the index follows those; the loop's closures are of code the index
   does not follow, so each creation and destruction costs the watcher a filter check (any
@@ -44,7 +46,19 @@ from common import emit, run_child, summary
 
 __all__ = ["measure"]
 
-CASES = ("off", "watched", "followed")
+CASES = ("off", "noop", "watched", "followed")
+NOOP_DIR = "BENCH_NOOP_WATCHER_DIR"
+
+
+def _make() -> Any:  # the loop's function: it makes a closure each call
+    return lambda: 1
+
+
+def _factory(k: int) -> Any:  # the closures the index follows in every case but "off"
+    def inner() -> int:
+        return k
+
+    return inner
 
 
 def creation_child(number: int) -> None:
@@ -52,56 +66,86 @@ def creation_child(number: int) -> None:
 
     import mighty_patcher
 
-    def make():
-        return lambda: 1
-
-    def factory(k: int):
-        def inner() -> int:
-            return k
-
-        return inner
+    make = _make
 
     def best() -> float:  # ns per closure
         return min(timeit.repeat(make, number=number, repeat=5)) / number * 1e9
 
-    kept = [factory(i) for i in range(100)]
+    kept = [_factory(i) for i in range(100)]
     assert mighty_patcher.function_index() is None
-    off = best()
+    measured = {"off": best()}
+    noop = _noop_watcher()
+    if noop is not None:
+        watcher = noop.add()
+        measured["noop"] = best()
+        noop.clear(watcher)
     mighty_patcher.functions_using([kept[0].__code__])
     indexed = mighty_patcher.function_index() is not None
-    watched = best()
+    measured["watched"] = best()
     mighty_patcher.functions_using([make().__code__])
-    followed = best()
-    for case, ns in (("off", off), ("watched", watched), ("followed", followed)):
+    measured["followed"] = best()
+    for case, ns in measured.items():
         emit(case=case, ns=ns, indexed=indexed)
+
+
+def _noop_watcher() -> Any:
+    """The no-op watcher's module, if ``measure`` could build it for this interpreter."""
+    where = os.environ.get(NOOP_DIR)
+    if not where:
+        return None
+    sys.path.insert(0, where)
+    import noop_watcher  # type: ignore[import-not-found]
+
+    return noop_watcher
+
+
+def build_noop_watcher(python: str, dest: str) -> bool:
+    """Compiles ``noop_watcher.c`` for ``python`` into ``dest``; False without a compiler."""
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if cc is None:
+        return False
+    include, suffix = subprocess.run(
+        [
+            python,
+            "-c",
+            "import sysconfig as s; print(s.get_paths()['include']);"
+            "print(s.get_config_var('EXT_SUFFIX'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    source = Path(__file__).resolve().with_name("noop_watcher.c")
+    out = os.path.join(dest, "noop_watcher" + suffix)
+    proc = subprocess.run(
+        [cc, "-O2", "-shared", "-fPIC", f"-I{include}", str(source), "-o", out],
+        capture_output=True,
+        text=True,
+    )
+    return proc.returncode == 0
 
 
 def loop_child(case: str, number: int) -> None:
     """What valgrind counts: the same set-up, then ``number`` closures in a plain loop."""
     import mighty_patcher
 
-    def make():
-        return lambda: 1
-
-    def factory(k: int):
-        def inner() -> int:
-            return k
-
-        return inner
-
-    kept = [factory(i) for i in range(100)]
-    codes = [kept[0].__code__] + ([make().__code__] if case == "followed" else [])
-    mighty_patcher.functions_using(codes)
+    make = _make
+    kept = [_factory(i) for i in range(100)]
+    if case == "noop":
+        _noop_watcher().add()
+    elif case != "off":
+        codes = [kept[0].__code__] + ([make().__code__] if case == "followed" else [])
+        mighty_patcher.functions_using(codes)
     for _ in range(number):
         make()
 
 
-def instructions(python: str, case: str, number: int) -> int | None:
+def instructions(python: str, case: str, number: int, extra: dict[str, str]) -> int | None:
     """Instructions the whole program ran under callgrind, or None without valgrind."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         return None
-    env = {**os.environ, **_env(case)}
+    env = {**os.environ, **extra, **_env(case)}
     proc = subprocess.run(
         [
             valgrind,
@@ -157,15 +201,18 @@ def measure(
     for version, python in python_for.items():
         if tuple(map(int, version.split("."))) < (3, 12):
             continue
-        raw: dict[str, list[float]] = {case: [] for case in CASES}
+        raw: dict[str, list[float]] = {}
+        noop_dir = tempfile.mkdtemp(prefix="mp_bench_noop_")
+        env = {NOOP_DIR: noop_dir} if build_noop_watcher(python, noop_dir) else {}
         for _ in range(rounds):
-            for line in run_child(python, [script, "--creation", str(number)]):
-                raw[line["case"]].append(line["ns"])
+            for line in run_child(python, [script, "--creation", str(number)], env=env):
+                raw.setdefault(line["case"], []).append(line["ns"])
+        cases = [c for c in CASES if c in raw]
         best = {case: min(values) for case, values in raw.items()}
         # Paired: each process's case against its own baseline, the median over processes.
         paired = {
             c: statistics.median(x / o - 1 for x, o in zip(raw[c], raw["off"], strict=True))
-            for c in CASES
+            for c in cases
             if c != "off"
         }
         creation[version] = {
@@ -175,16 +222,17 @@ def measure(
         }
         if counted:
             per: dict[str, float] = {}
-            for case in CASES:
-                none, many = (instructions(python, case, n) for n in (0, counted))
+            for case in cases:
+                none, many = (instructions(python, case, n, env) for n in (0, counted))
                 if none is None or many is None:
                     break
                 per[case] = (many - none) / counted
             else:
                 creation[version]["instructions"] = per
                 creation[version]["instructions_more"] = {
-                    c: per[c] / per["off"] - 1 for c in CASES if c != "off"
+                    c: per[c] / per["off"] - 1 for c in cases if c != "off"
                 }
+        shutil.rmtree(noop_dir, ignore_errors=True)
     idle_cpu: dict[str, Any] = {}
     if main in python_for:
         for tool in idle_tools:
@@ -194,7 +242,7 @@ def measure(
 
 
 def _env(case: str) -> dict[str, str]:
-    return {"MIGHTY_PATCHER_FUNCTION_INDEX": "0"} if case == "off" else {}
+    return {"MIGHTY_PATCHER_FUNCTION_INDEX": "0"} if case in ("off", "noop") else {}
 
 
 def main() -> None:
@@ -228,15 +276,14 @@ def main() -> None:
     for version, r in results["creation"].items():
         ns, slower = r["ns"], r["slower"]
         print(
-            f"{version}: off {ns['off']:.1f} ns, watched {ns['watched']:.1f} ns "
-            f"({slower['watched']:+.1%}), followed {ns['followed']:.1f} ns "
-            f"({slower['followed']:+.1%})"
+            f"{version}: off {ns['off']:.1f} ns, "
+            + ", ".join(f"{c} {ns[c]:.1f} ns ({slower[c]:+.1%})" for c in slower)
         )
         if "instructions" in r:
             more = r["instructions_more"]
             print(
                 f"  instructions per closure: off {r['instructions']['off']:.0f}, "
-                f"watched {more['watched']:+.1%}, followed {more['followed']:+.1%}"
+                + ", ".join(f"{c} {more[c]:+.1%}" for c in more)
             )
     for tool, cpu in results["idle"].items():
         print(f"idle CPU {tool}: {cpu:.3%}")

@@ -355,22 +355,31 @@ def _overhead(table: Table, overhead: dict[str, Any]) -> None:
         "   ns per closure, best of all; slower: the median over processes of each one's cases\n"
         "   against its own baseline; instr.: instructions per closure, callgrind), for\n"
         "   closures of code the index does not follow (any program's) and of code it follows\n"
-        "   (a factory an edit moved); and the reloader thread's idle CPU",
+        "   (a factory an edit moved), beside a watcher that does nothing (CPython's own\n"
+        "   dispatch: the floor under any watcher); and the reloader thread's idle CPU",
         ("CPython", "case", "ns", "slower", "instr.", ""),
     )
-    names = {"off": "no watcher", "watched": "not followed", "followed": "followed"}
+    names = {
+        "off": "no watcher",
+        "noop": "no-op watcher",
+        "watched": "not followed",
+        "followed": "followed",
+    }
     for version, r in overhead.get("creation", {}).items():
-        for i, case in enumerate(("off", "watched", "followed")):
+        cases = [c for c in names if c in r["ns"]]
+        for i, case in enumerate(cases):
             slower = r["slower"].get(case)
             instructions = r.get("instructions_more", {}).get(case)
             note = ""
             if case == "watched":
                 met = slower is not None and slower <= GOALS["creation"]
+                floor = r["slower"].get("noop")
                 note = table.goal(
                     f"function creation with the watcher on {version} at most 5% slower",
                     met,
                     f"{slower:+.1%}"
-                    + (f" ({instructions:+.1%} instructions)" if instructions else ""),
+                    + (f" ({instructions:+.1%} instructions)" if instructions else "")
+                    + ("" if floor is None else f"; a no-op watcher: {floor:+.1%}"),
                 )
             table.add(
                 version if i == 0 else "",

@@ -46,8 +46,9 @@
 //!   fresh is simply left out: covering never trusts the caller.
 //!
 //! Only covered code objects cost anything when a function is made or freed: any other
-//! function pays one hash lookup in the watcher (its code object among the covered ones on
-//! `CREATE`, itself among the indexed functions on `DESTROY`).
+//! function pays the check of a filter in the watcher (its code object's bucket on `CREATE`,
+//! its own on `DESTROY`, see [`Filters`]); only what a filter lets through is looked up in
+//! the index's hash tables.
 //!
 //! The index holds a strong reference to each covered code object, so that its address is not
 //! reused while covered; a code object nothing else references any more (refcount 1) can make
