@@ -177,3 +177,18 @@ def test_a_lambda_or_conditional_def_deleted_then_restored_keeps_its_identity(pr
     project.save("back", "X = 0\n")
     project.save("back", source.replace("1", "2"))
     assert (back.g is g, back.h is h, g(), h()) == (True, True, 2, 2)
+
+
+def test_a_lambda_below_a_rerun_import_moves_with_its_lines(project):
+    # (fuzz seed 3031: the lambda read a name the changed import binds again to the same
+    # object, so it was not run; nor was it moved, and kept its old line numbers)
+    project.write("base", "X = 18\ndef deco(f):\n    return f\n")
+    head = f"from {project.package}.base import X"
+    body = "def c(b):\n    return b\ng = lambda b=X: c(b) * 3\n"
+    project.write("mid", f"{head}\n{body}")
+    mid = project.module("mid")
+    g = mid.g
+    project.start()
+    (report,) = project.save("mid", f"{head}, deco\nclass K:\n    a = 8\n\n{body}")
+    assert report.ok and report.moved == ["c", "g = lambda b=X: c(b) * 3"]
+    assert mid.g is g and g.__code__.co_firstlineno == 7 and g() == 54

@@ -145,7 +145,9 @@ class Applier:
         another object. A definition patched in place keeps its identity: nothing that reads
         it is made again."""
         if not step.dirty & self.rebound:
-            if step.new.name is not None and step.old is not None:
+            # Not run: a definition, or a binding that makes code (a lambda), that moved
+            # still gets its new lines.
+            if (step.new.name is not None or step.new.makes_code) and step.old is not None:
                 if step.old.text != step.new.text or step.old.lineno != step.new.lineno:
                     self.relocate(step)
             return

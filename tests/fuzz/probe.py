@@ -360,8 +360,11 @@ def run(modules: dict[str, types.ModuleType], refs: dict[str, Any], root: str) -
             out[key + " is current"] = show(ref is current)
         elif kind == "I":
             if isinstance(ref, enum.Enum) and isinstance(current, enum.EnumMeta):
-                if current.__members__.get(ref.name) is not ref:
-                    continue  # a member removed since: references keep it (documented)
+                if make_instance(current) is not ref:
+                    # The restart's reference is another member: this one was removed since
+                    # (references keep it, as documented) or is no longer the first. The
+                    # members themselves are compared by the class's probe.
+                    continue
             out[key + " class is current"] = show(type(ref) is current)
             probe_instance(key, ref, out, root)
         elif kind == "B":
