@@ -185,7 +185,9 @@ class Hub:
         except OSError:
             self._listener.close()
             if self._dir is not None:
-                os.rmdir(self._dir)  # nothing was made in it
+                import shutil
+
+                shutil.rmtree(self._dir, ignore_errors=True)
             raise
         self._listener.setblocking(False)
         self._wake_r, self._wake_w = socket.socketpair()
