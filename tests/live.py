@@ -8,6 +8,7 @@ import ast
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import textwrap
@@ -160,6 +161,26 @@ def start_run(
         text=True,
         env=env,
     )
+
+
+def finish(proc: subprocess.Popen[str], *logged: str, timeout: float = 30) -> tuple[str, str]:
+    """Stops a program started by :func:`start_run` and returns what it printed (stdout,
+    stderr). ``logged``: texts the reloader's log must hold before the program is stopped. A
+    save is live before its report is written, so a test that saw the new output waits for
+    the report too (a generous bound: waiting, not timing)."""
+    assert proc.stderr is not None
+    seen = b""
+    fd = proc.stderr.fileno()  # the text wrapper has read nothing yet: no buffered text
+    deadline = time.monotonic() + timeout
+    while not all(text.encode() in seen for text in logged) and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.05)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            seen += chunk
+    proc.kill()
+    out, err = proc.communicate()
+    return out, seen.decode(errors="replace") + err
 
 
 def read_until(proc: subprocess.Popen[str], wanted: str, timeout: float = 30) -> list[str]:

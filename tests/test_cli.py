@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from live import read_until, start_run, write
+from live import finish, read_until, start_run, write
 
 LOOP = """
 import sys, time
@@ -25,8 +25,7 @@ def test_run_a_script_with_arguments_and_edit_a_module_beside_it(tmp_path):
         write(tmp_path / "helper.py", "def value():\n    return 'new'\n")
         read_until(proc, "new --flag")
     finally:
-        proc.kill()
-        _, stderr = proc.communicate()
+        _, stderr = finish(proc, "reloaded helper: patched value")
     assert "reloaded helper: patched value" in stderr
 
 
@@ -55,8 +54,7 @@ def test_run_a_module_with_a_chosen_root_and_edit_the_running_module_itself(tmp_
         app.write_text(app.read_text().replace('return "old"', 'return "new"'))
         read_until(proc, "new")
     finally:
-        proc.kill()
-        _, stderr = proc.communicate()
+        _, stderr = finish(proc, "reloaded __main__: patched value")
     assert "reloaded __main__: patched value" in stderr, stderr
 
 

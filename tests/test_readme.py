@@ -21,6 +21,7 @@ from conftest import (
     readme_project_files,
     write_readme_project,
 )
+from live import finish
 
 README = (ROOT / "README.rst").read_text()
 
@@ -64,8 +65,7 @@ def test_the_example_project_picks_up_a_save_while_it_runs(tmp_path):
         else:
             raise AssertionError("the save never showed in the output")
     finally:
-        proc.kill()
-        _, stderr = proc.communicate()
+        _, stderr = finish(proc, "reloaded some_module.math: patched double")
     assert "reloaded some_module.math: patched double" in stderr
 
 

@@ -5,10 +5,9 @@ an editor does, and looks at the program's objects or output."""
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 
-from live import read_until, start_run, write
+from live import finish, read_until, start_run, write
 
 
 def test_an_object_made_at_import_keeps_its_identity_and_state_when_its_class_is_edited(
@@ -169,11 +168,6 @@ def test_a_reload_blocked_in_a_long_statement_says_where_it_is(program, tmp_path
 # --- the running program: `python -m mighty_patcher run` ------------------------------------
 
 
-def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    proc.kill()
-    return proc.communicate()
-
-
 MAIN = """
 import time
 from shop import Cart
@@ -219,7 +213,12 @@ def test_a_main_loop_sees_method_edits_and_never_runs_a_second_time(tmp_path):
         lines += read_until(proc, r"tick \d+: newer")
         lines += read_until(proc, r"tick \d+: newer")
     finally:
-        out, stderr = finish(proc)
+        out, stderr = finish(
+            proc,
+            "reloaded shop: patched Cart.describe",
+            "reloaded __main__: added extra",
+            "takes effect at the next start",
+        )
     lines += out.splitlines()
     numbers = ticks(lines)
     assert numbers == list(range(1, len(numbers) + 1)), "one loop, never started again"
@@ -252,7 +251,7 @@ def test_a_script_importing_multiprocessing_applies_each_save_once(tmp_path):
         read_until(proc, "new")
         time.sleep(0.3)  # a second application, if there were one, would have logged by now
     finally:
-        _, stderr = finish(proc)
+        _, stderr = finish(proc, "reloaded __main__")
     assert stderr.count("reloaded __main__") == 1, stderr
     assert "__mp_main__" not in stderr
 
@@ -277,7 +276,7 @@ def test_run_path_puts_the_root_on_sys_path_for_run_m(tmp_path):
         write(tmp_path / "src/svc/logic.py", "def value():\n    return 'new'\n")
         read_until(proc, "new")
     finally:
-        _, stderr = finish(proc)
+        _, stderr = finish(proc, "reloaded svc.logic: patched value")
     assert "reloaded svc.logic: patched value" in stderr
 
 
@@ -297,7 +296,7 @@ def test_editing_a_function_whose_call_is_running_says_the_new_code_comes_at_the
         time.sleep(1)  # the loop goes on printing v1; nothing to wait for but the log line
         read_until(proc, "loop v1")
     finally:
-        _, stderr = finish(proc)
+        _, stderr = finish(proc, "reloaded __main__: patched main", "note: main is running")
     assert "reloaded __main__: patched main" in stderr
     assert re.search(
         r"note: main is running \(MainThread, main\.py:[67]\): that call goes on with the "
