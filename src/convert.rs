@@ -6,8 +6,8 @@ use core::ptr;
 use std::ffi::CString;
 
 use pyo3_ffi::{
-    Py_None, PyBool_FromLong, PyErr_Clear, PyExc_TypeError, PyObject, PyObject_Str,
-    PyUnicode_AsUTF8AndSize, PyUnicode_FromString,
+    Py_None, PyBool_FromLong, PyErr_Clear, PyExc_TypeError, PyList_New, PyList_SET_ITEM, PyObject,
+    PyObject_Str, PyUnicode_AsUTF8AndSize, PyUnicode_FromString,
 };
 
 use crate::errors::{Pending, PyResult, Raised, raise};
@@ -37,6 +37,19 @@ pub fn none() -> PyResult<Owned> {
     Ok(unsafe { Borrowed::from_ptr(Py_None()) }
         .expect("None")
         .to_owned())
+}
+
+/// A new list holding `items` (their references move into it).
+pub fn list(items: Vec<Owned>) -> PyResult<Owned> {
+    // SAFETY: PyList_New returns a new reference or NULL; SET_ITEM steals each reference into
+    // the fresh list's empty slots.
+    unsafe {
+        let list = Owned::from_new(PyList_New(items.len() as isize))?;
+        for (i, item) in items.into_iter().enumerate() {
+            PyList_SET_ITEM(list.as_ptr(), i as isize, item.into_raw());
+        }
+        Ok(list)
+    }
 }
 
 /// Whether `obj` is `None`.

@@ -5,12 +5,12 @@
 use core::ptr;
 
 use pyo3_ffi::{
-    METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, Py_ssize_t, PyList_New, PyList_SET_ITEM,
-    PyLong_FromUnsignedLong, PyMethodDef, PyMethodDefPointer, PyObject, PyObject_IsTrue,
-    PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_Pack,
+    METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, Py_ssize_t, PyLong_FromUnsignedLong,
+    PyMethodDef, PyMethodDefPointer, PyObject, PyObject_IsTrue, PyTuple_GET_ITEM, PyTuple_GET_SIZE,
+    PyTuple_Pack,
 };
 
-use crate::convert::{boolean, finish, none, type_error, utf8};
+use crate::convert::{boolean, finish, list, none, type_error, utf8};
 use crate::errors::{PyResult, Raised};
 use crate::objects::Function;
 use crate::patch::{self, members};
@@ -220,19 +220,6 @@ unsafe extern "C" fn function_index(module: *mut PyObject, _: *mut PyObject) -> 
     {
         let _ = module;
         finish(none())
-    }
-}
-
-/// A new list holding `items`.
-fn list(items: Vec<Owned>) -> PyResult<Owned> {
-    // SAFETY: PyList_New returns a new reference or NULL; SET_ITEM steals each reference into
-    // the fresh list's empty slots.
-    unsafe {
-        let list = Owned::from_new(PyList_New(items.len() as isize))?;
-        for (i, item) in items.into_iter().enumerate() {
-            PyList_SET_ITEM(list.as_ptr(), i as isize, item.into_raw());
-        }
-        Ok(list)
     }
 }
 

@@ -19,12 +19,9 @@ mod walk;
 
 pub use walk::collect;
 
-use pyo3_ffi::{
-    Py_TYPE, PyErr_Occurred, PyIter_Next, PyList_New, PyList_SET_ITEM, PyObject, PyObject_GetIter,
-    PyType_Check,
-};
+use pyo3_ffi::{Py_TYPE, PyErr_Occurred, PyIter_Next, PyObject, PyObject_GetIter, PyType_Check};
 
-use crate::convert::type_error;
+use crate::convert::{list, type_error};
 use crate::errors::{PyResult, Raised};
 use crate::objects::{Code, Function};
 use crate::refs::{Borrowed, Owned};
@@ -58,19 +55,6 @@ unsafe fn items(
         }
     }
     Ok(keep)
-}
-
-/// A new list holding `items`.
-fn list(items: Vec<Owned>) -> PyResult<Owned> {
-    // SAFETY: PyList_New returns a new reference or NULL; SET_ITEM steals each found reference
-    // into the fresh list's empty slots.
-    unsafe {
-        let list = Owned::from_new(PyList_New(items.len() as isize))?;
-        for (i, item) in items.into_iter().enumerate() {
-            PyList_SET_ITEM(list.as_ptr(), i as isize, item.into_raw());
-        }
-        Ok(list)
-    }
 }
 
 /// Every live function whose `__code__` is one of `codes` (any iterable of code objects), as

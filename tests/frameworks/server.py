@@ -31,6 +31,17 @@ def need(*modules: str) -> None:
             require(False, f"{name} is not installed (pip install -r requirements-dev.txt)")
 
 
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Ends a server: asked first (SIGTERM), killed after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -157,12 +168,6 @@ class Server:
         return len(self.lines)
 
     def close(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         self._reader.join(timeout=5)
         return self.log

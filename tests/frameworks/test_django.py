@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from server import stop
 
 from conftest import require
 
@@ -467,13 +468,7 @@ class Server:
         assert status == 200 and "Site administration" in body, body[:2000]
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
 
     def assert_no_warning(self, *, failed: int = 0) -> None:
         """No "already registered" warning was printed, and ``failed`` reloads failed."""
