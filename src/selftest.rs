@@ -13,8 +13,8 @@ use pyo3_ffi::{
     PyDict_SetItemString, PyEval_EvalCode, PyFunction_GetClosure, PyFunction_GetCode,
     PyFunction_GetDefaults, PyFunction_GetGlobals, PyFunction_GetKwDefaults, PyFunction_GetModule,
     PyFunction_Type, PyFunctionObject, PyImport_ImportModule, PyList_Append, PyList_New,
-    PyLong_FromSsize_t, PyObject, PyObject_CallFunctionObjArgs, PyObject_GetAttrString,
-    PyObject_GetItem, PyTuple_Pack, PyType_Type,
+    PyLong_FromSsize_t, PyMapping_GetItemString, PyObject, PyObject_CallFunctionObjArgs,
+    PyObject_GetAttrString, PyTuple_Pack, PyType_Type,
 };
 
 use crate::abi::{self, Running, layout};
@@ -115,30 +115,12 @@ fn field_check() -> PyResult<Check> {
     // SAFETY: GIL held; every object made here is owned and released on return; the struct
     // reads are of a live function.
     unsafe {
-        let globals = Owned::from_new(PyDict_New())?;
-        let builtins = Owned::from_new(PyImport_ImportModule(c"builtins".as_ptr()))?;
-        if PyDict_SetItemString(
-            globals.as_ptr(),
-            c"__builtins__".as_ptr(),
-            builtins.as_ptr(),
-        ) < 0
-        {
-            return Err(Raised);
-        }
-        let name = string("mighty_patcher.probe")?;
-        PyDict_SetItemString(globals.as_ptr(), c"__name__".as_ptr(), name.as_ptr());
-        let code = Owned::from_new(Py_CompileString(
-            PROBE.as_ptr(),
-            c"<probe>".as_ptr(),
-            Py_file_input,
-        ))?;
-        Owned::from_new(PyEval_EvalCode(
-            code.as_ptr(),
-            globals.as_ptr(),
-            globals.as_ptr(),
-        ))?;
-        let key = string("probe")?;
-        let probe = Owned::from_new(PyObject_GetItem(globals.as_ptr(), key.as_ptr()))?;
+        let probe = run_and_get(
+            &namespace("mighty_patcher.probe")?,
+            PROBE,
+            c"<probe>",
+            c"probe",
+        )?;
         let f = probe.as_ptr();
         let raw = &*f.cast::<PyFunctionObject>();
         let attr = |name: &CStr| Owned::from_new(PyObject_GetAttrString(f, name.as_ptr()));
@@ -257,21 +239,39 @@ pub unsafe fn run(module: *mut PyObject, verbose: bool) -> PyResult<Owned> {
 
 /// Compiles the behavioural script and returns its `run` function.
 unsafe fn script_function() -> PyResult<Owned> {
-    // SAFETY: GIL held; compile and execute in a fresh dict with builtins, new references all.
+    let source = cstring(SCRIPT);
+    let globals = namespace("mighty_patcher._selftest")?;
+    run_and_get(&globals, &source, c"<mighty_patcher selftest>", c"run")
+}
+
+/// A fresh module namespace: `__builtins__` and `__name__` set.
+fn namespace(name: &str) -> PyResult<Owned> {
+    // SAFETY: GIL held; new references all, stored (not stolen) into the dict.
     unsafe {
         let globals = Owned::from_new(PyDict_New())?;
         let builtins = Owned::from_new(PyImport_ImportModule(c"builtins".as_ptr()))?;
-        PyDict_SetItemString(
+        let name = string(name)?;
+        if PyDict_SetItemString(
             globals.as_ptr(),
             c"__builtins__".as_ptr(),
             builtins.as_ptr(),
-        );
-        let name = string("mighty_patcher._selftest")?;
-        PyDict_SetItemString(globals.as_ptr(), c"__name__".as_ptr(), name.as_ptr());
-        let source = cstring(SCRIPT);
+        ) < 0
+            || PyDict_SetItemString(globals.as_ptr(), c"__name__".as_ptr(), name.as_ptr()) < 0
+        {
+            return Err(Raised);
+        }
+        Ok(globals)
+    }
+}
+
+/// Runs `source` as a module body in `globals` (`filename` in tracebacks) and returns the
+/// object it bound to `name`.
+fn run_and_get(globals: &Owned, source: &CStr, filename: &CStr, name: &CStr) -> PyResult<Owned> {
+    // SAFETY: GIL held; compile and execute in `globals`, new references all.
+    unsafe {
         let code = Owned::from_new(Py_CompileString(
             source.as_ptr(),
-            c"<mighty_patcher selftest>".as_ptr(),
+            filename.as_ptr(),
             Py_file_input,
         ))?;
         Owned::from_new(PyEval_EvalCode(
@@ -279,8 +279,7 @@ unsafe fn script_function() -> PyResult<Owned> {
             globals.as_ptr(),
             globals.as_ptr(),
         ))?;
-        let key = string("run")?;
-        Owned::from_new(PyObject_GetItem(globals.as_ptr(), key.as_ptr()))
+        Owned::from_new(PyMapping_GetItemString(globals.as_ptr(), name.as_ptr()))
     }
 }
 

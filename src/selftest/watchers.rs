@@ -22,16 +22,13 @@ mod watching {
     use core::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Mutex, PoisonError};
 
-    use pyo3_ffi::{
-        Py_CompileString, Py_file_input, PyDict_GetItemString, PyDict_New, PyEval_EvalCode,
-        PyFunctionObject, PyObject,
-    };
+    use pyo3_ffi::{PyDict_New, PyFunctionObject, PyObject};
 
     use crate::abi::ffi;
     use crate::errors::{PyResult, Raised};
     use crate::objects::Function;
     use crate::patch::function::patch_function;
-    use crate::refs::{Borrowed, Owned};
+    use crate::refs::Owned;
     use crate::state::State;
 
     const MODIFY_CODE: c_int = 2;
@@ -69,26 +66,9 @@ mod watching {
         0
     }
 
-    /// Defines `def f(a=<default>): return <body>` in `globals` and returns the function.
+    /// Defines `def f(...)` from `source` in `globals` and returns the function.
     fn define(globals: &Owned, source: &core::ffi::CStr) -> PyResult<Owned> {
-        // SAFETY: GIL held; compile and run in `globals` (new references all); the function
-        // is read back from the dict (borrowed, referenced at once).
-        unsafe {
-            let code = Owned::from_new(Py_CompileString(
-                source.as_ptr(),
-                c"<mighty_patcher selftest>".as_ptr(),
-                Py_file_input,
-            ))?;
-            Owned::from_new(PyEval_EvalCode(
-                code.as_ptr(),
-                globals.as_ptr(),
-                globals.as_ptr(),
-            ))?;
-            let f = PyDict_GetItemString(globals.as_ptr(), c"f".as_ptr());
-            Ok(Borrowed::from_ptr(f)
-                .expect("the source defines f")
-                .to_owned())
-        }
+        super::super::run_and_get(globals, source, c"<mighty_patcher selftest>", c"f")
     }
 
     /// Registers a watcher, patches a probe function, and compares what the watcher heard
