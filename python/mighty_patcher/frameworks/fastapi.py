@@ -282,20 +282,26 @@ class FastAPIAdapter(Adapter):
         """The decorators made new routes for ``new``: they take the places of the routes
         ``old`` had and call ``old`` (which now runs the new code)."""
         previous = self._replacing.pop(id(old), [])
+        # By identity throughout: Starlette's routes compare equal by path, endpoint and
+        # methods, and a remade route has the old endpoint, so it equals the route it replaces.
         for router in self._routers:
             made = [r for r in router.routes if getattr(r, "endpoint", None) is new]
-            gone = [r for rt, r in previous if rt is router and r in router.routes]
+            present = {id(r) for r in router.routes}
+            gone = [r for rt, r in previous if rt is router and id(r) in present]
             if not made and not gone:
                 continue
             for route in made:
                 problem = _remake(route, old, _Built(old))
                 if problem is not None and self._report is not None:
                     self._report.needs_restart.append(problem)
-            routes = [r for r in router.routes if r not in made]
+            made_ids = {id(r) for r in made}
+            routes = [r for r in router.routes if id(r) not in made_ids]
             if len(made) == len(gone):
-                routes = [made[gone.index(r)] if r in gone else r for r in routes]
+                place = {id(g): m for g, m in zip(gone, made, strict=True)}
+                routes = [place.get(id(r), r) for r in routes]
             else:
-                routes = [r for r in routes if r not in gone] + made
+                gone_ids = {id(r) for r in gone}
+                routes = [r for r in routes if id(r) not in gone_ids] + made
             router.routes[:] = routes
             self._changed_table(router)
 
