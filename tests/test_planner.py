@@ -155,6 +155,28 @@ def test_a_running_module_runs_no_statement_but_literal_constants():
     assert actions(plan(old, new))["cart = make(2)"] == "run"
 
 
+def test_a_running_module_defers_a_changed_container_literal():
+    # ``results = []`` is the program's state: a new initial value comes at the next start.
+    old = "NAMES = ('a',)\nresults = []\nseen = {}\n"
+    new = "NAMES = ('a', 'b')\nresults = [0]\nseen = {1: 2}\n"
+    assert actions(plan(old, new, running=True)) == {
+        "NAMES = ('a', 'b')": "run",
+        "results = [0]": "defer",
+        "seen = {1: 2}": "defer",
+    }
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_an_annotation_added_to_an_assignment_does_not_make_its_value_again(running):
+    old = "results = []\ncount: int = 0\nregistry = Registry()\n"
+    new = "results: list = []\ncount: 'int' = 0\nregistry: Registry = Registry()\n"
+    p = plan(old, new, running=running)
+    assert set(actions(p).values()) == {"keep"}, actions(p)
+    # a changed value is still a change
+    p = plan(old, new.replace("Registry()\n", "Registry(2)\n"), running=running)
+    assert actions(p)["registry: Registry = Registry(2)"] == ("defer" if running else "run")
+
+
 def test_the_main_guard_and_a_changed_entry_point_are_deferred_in_a_running_script():
     old = 'def main():\n    pass\nif __name__ == "__main__":\n    main()\n'
     new = 'def main():\n    return 1\nif __name__ == "__main__":\n    main(1)\n'

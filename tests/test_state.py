@@ -228,6 +228,51 @@ def test_a_main_loop_sees_method_edits_and_never_runs_a_second_time(tmp_path):
     assert "takes effect at the next start" in stderr and "while True:" in stderr
 
 
+STATEFUL_MAIN = """
+import time
+
+LABEL = "count"
+results = []
+count = 0
+while count < 400:
+    count += 1
+    results.append(count)
+    print(f"tick {count}: {LABEL} n={len(results)}", flush=True)
+    time.sleep(0.02)
+"""
+
+
+def test_a_running_script_keeps_its_state_when_its_initial_values_are_annotated_or_edited(
+    tmp_path,
+):
+    write(tmp_path / "main.py", STATEFUL_MAIN)
+    proc = start_run(["main.py"], tmp_path)
+    try:
+        read_until(proc, r"tick 5:.*")
+        # An annotation added, a container's initial value changed (the program's state:
+        # it comes at the next start), and a constant changed (taken at once).
+        write(
+            tmp_path / "main.py",
+            STATEFUL_MAIN.replace("results = []", "results: list[int] = []")
+            .replace("count = 0", "count: int = 0")
+            .replace('LABEL = "count"', 'LABEL = "total"'),
+        )
+        lines = read_until(proc, r"tick \d+: total .*")
+        write(tmp_path / "main.py", STATEFUL_MAIN.replace("results = []", "results = [0]"))
+        lines += read_until(proc, r"tick \d+: count .*")
+    finally:
+        out, stderr = finish(proc, 're-ran LABEL = "count"')
+    lines += out.splitlines()
+    numbers = ticks(lines)
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "the count went on"
+    for line in lines:
+        m = re.match(r"tick (\d+): \w+ n=(\d+)", line)
+        if m:
+            assert m.group(1) == m.group(2), f"results was made again: {line}"
+    assert "results = [0]" in stderr and "takes effect at the next start" in stderr
+    assert "re-ran results" not in stderr and "re-ran count" not in stderr
+
+
 def test_a_script_importing_multiprocessing_applies_each_save_once(tmp_path):
     write(
         tmp_path / "main.py",

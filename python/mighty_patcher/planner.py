@@ -19,13 +19,15 @@ program did is done again.** In its terms:
   ``currently_reloading()`` runs on every reload of its module.
 - *The running program is never re-entered.* In a module whose body is still executing (the
   ``__main__`` script, a module mid-import) no top-level statement runs: definitions are
-  patched, a changed ``NAME = <literal>`` takes its new value, and every other changed
-  statement is *deferred* (it takes effect at the next start, and the report says so).
+  patched, a changed constant ``NAME = <literal>`` takes its new value, and every other
+  changed statement is *deferred* (it takes effect at the next start, and the report says so).
 
 Matching. Top-level statements of the old and the new source are paired: definitions
 (``def``, ``async def``, ``class``) by kind and name (the *n*-th definition of a name with the
 *n*-th), other statements by their syntax tree (a statement whose syntax did not change is the
-same statement wherever it moved; comments and blank lines never count as a change).
+same statement wherever it moved; comments and blank lines never count as a change), and
+last an assignment to one name by its value alone (an annotation added or changed is not a new
+value: ``results = []`` and ``results: list = []`` are the same statement).
 
 Plan. In new-file order, each statement is one of:
 
@@ -548,13 +550,38 @@ def match(old: list[Stmt], new: list[Stmt]) -> dict[int, Stmt]:
         for s in old:
             if s.name is None and id(s) not in used:
                 by_dump.setdefault(s.dump, []).append(s)
+        unmatched = []
         for i in pending:
             candidates = by_dump.get(new[i].dump, [])
             if candidates:
                 partner = candidates.pop(0)
                 used.add(id(partner))
                 partners[i] = partner
+            else:
+                unmatched.append(i)
+        # Last, an assignment whose annotation alone changed (``results = []`` became
+        # ``results: list = []``): its value is not made again.
+        if unmatched:
+            by_value: dict[tuple[str, str], list[Stmt]] = {}
+            for s in old:
+                key = _value_key(s)
+                if key is not None and id(s) not in used:
+                    by_value.setdefault(key, []).append(s)
+            for i in unmatched:
+                key = _value_key(new[i])
+                candidates = by_value.get(key, []) if key is not None else []
+                if candidates:
+                    partner = candidates.pop(0)
+                    used.add(id(partner))
+                    partners[i] = partner
     return partners
+
+
+def _value_key(stmt: Stmt) -> tuple[str, str] | None:
+    if stmt.name is not None:
+        return None
+    found = _single_assignment(stmt.raw)
+    return None if found is None else (found[0], ast.dump(found[1]))
 
 
 def same_definition(old: Stmt, new: Stmt) -> bool:
@@ -565,21 +592,35 @@ def same_header(old: ast.stmt, new: ast.stmt) -> bool:
     return dump_nodes(header_nodes(old)) == dump_nodes(header_nodes(new))
 
 
-def _literal_assignment(node: ast.stmt) -> bool:
-    """``NAME = <literal>`` (or annotated): evaluating it runs nothing of the program's."""
-    if isinstance(node, ast.Assign):
-        targets, value = node.targets, node.value
-    elif isinstance(node, ast.AnnAssign) and node.value is not None and node.simple:
-        targets, value = [node.target], node.value
-    else:
-        return False
-    if not all(isinstance(t, ast.Name) for t in targets):
+def _constant_assignment(node: ast.stmt) -> bool:
+    """``NAME = <literal>`` (or annotated) of an immutable value: evaluating it runs nothing
+    of the program's and makes nothing the program could have added to (``results = []``
+    is the program's state, not a constant)."""
+    target_value = _single_assignment(node)
+    if target_value is None:
         return False
     try:
-        ast.literal_eval(value)
+        value = ast.literal_eval(target_value[1])
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False
-    return True
+    return _immutable(value)
+
+
+def _immutable(value: object) -> bool:
+    if isinstance(value, (tuple, frozenset)):
+        return all(_immutable(v) for v in value)
+    return isinstance(value, (int, float, complex, str, bytes, bool, type(None)))
+
+
+def _single_assignment(node: ast.stmt) -> tuple[str, ast.expr] | None:
+    """``NAME = value`` or ``NAME: annotation = value``: the name and the value."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target, value = node.targets[0], node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None and node.simple:
+        target, value = node.target, node.value
+    else:
+        return None
+    return (target.id, value) if isinstance(target, ast.Name) else None
 
 
 def future_flags(tree: ast.Module) -> int:
@@ -604,7 +645,7 @@ def _decide(stmt: Stmt, partner: Stmt | None, dirty: frozenset[str], *, running:
     if partner is None:
         if stmt.name is not None:
             return Step("redefine", stmt, None, reads_dirty, header=True)
-        if running and not _literal_assignment(stmt.raw):
+        if running and not _constant_assignment(stmt.raw):
             return Step("defer", stmt, None)
         return Step("run", stmt, None, reads_dirty)
     moved = partner.text != stmt.text or partner.lineno != stmt.lineno
@@ -686,8 +727,8 @@ def plan_module(
 
     ``seeds``: names rebound from outside (an imported copy), whose binding followers run.
     ``running``: the module's body is still executing (the ``__main__`` script, a module
-    mid-import): no statement of it runs but ``NAME = <literal>``; the other new or changed
-    statements are deferred, and followers are listed as not re-run.
+    mid-import): no statement of it runs but a constant ``NAME = <literal>``; the other new or
+    changed statements are deferred, and followers are listed as not re-run.
 
     ``old_source`` None: the source the module was imported from is unknown (it was imported
     before anything recorded it); every definition is then redefined and nothing else runs.
