@@ -237,6 +237,53 @@ def test_a_new_slot_still_needs_a_restart_naming_the_class_and_the_slot(program,
     )
 
 
+NAMED = """
+from collections import namedtuple
+from typing import NamedTuple
+
+class Point(NamedTuple):
+    x: int
+    y: int = 0
+
+    def norm(self):
+        return abs(self.x) + abs(self.y)
+
+class Pair(namedtuple("Pair", "a b")):
+    def total(self):
+        return self.a + self.b
+"""
+
+
+def test_a_named_tuple_gaining_a_field_needs_a_restart_and_its_methods_still_apply(
+    program, tmp_path
+):
+    write(tmp_path / "shapes.py", NAMED)
+    p = program("import shapes\npt = shapes.Point(1, 2)\npair = shapes.Pair(1, 2)")
+    write(
+        tmp_path / "shapes.py",
+        NAMED.replace("    y: int = 0\n", "    y: int = 0\n    z: int = 9\n")
+        .replace("abs(self.y)", "abs(self.y) * 10")
+        .replace('"a b"', '"a b c"'),
+    )
+    (report,) = p.wait_reload()
+    assert report["ok"], report["error"]
+    assert report["needs_restart"] == [
+        "Point: its fields changed (x, y -> x, y, z); its instances are tuples of the old "
+        "fields, which a restart makes again",
+        "Pair: its fields changed (a, b -> a, b, c); its instances are tuples of the old "
+        "fields, which a restart makes again",
+    ]
+    assert "Point.z" not in report["added"]
+    # The instances and the class are whole: the old fields, the new method body.
+    assert p.eval("repr(pt), pt.norm(), shapes.Point._fields, len(shapes.Point(3))") == (
+        "Point(x=1, y=2)",
+        21,
+        ("x", "y"),
+        2,
+    )
+    assert p.eval("repr(pair), pair.total()") == ("Pair(a=1, b=2)", 3)
+
+
 def test_no_heap_pass_when_an_edit_adds_no_instance_state(project, monkeypatch):
     from mighty_patcher import instances
 

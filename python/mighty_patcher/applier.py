@@ -452,6 +452,13 @@ class Applier:
             if self._patch_class_body(name, old, new_node, plan, old_node):
                 return True
         event.new = new = self.build(stmt, name)
+        problem = _tuple_fields_changed(name, old, new)
+        if problem is not None:
+            # A NamedTuple's instances are tuples of its old fields: none can gain one.
+            self.report.needs_restart.append(problem)
+            if plan is not None and in_place:
+                self._patch_class_body(name, old, new_node, plan.methods_only(), old_node)
+            return True
         kept = self._merge_class(
             name, old, new, dict(new.__dict__), update, remove, plan, new_node, old_node
         )
@@ -862,6 +869,22 @@ def _has_machinery(cls: type, node: ast.ClassDef) -> bool:
     if node.decorator_list or type(cls) is not type or "__orig_bases__" in cls.__dict__:
         return True
     return any("__init_subclass__" in base.__dict__ for base in cls.__mro__[1:-1])
+
+
+def _tuple_fields_changed(name: str, old: type, new: type) -> str | None:
+    """What needs a restart when a named tuple (``typing.NamedTuple``, a
+    ``collections.namedtuple`` base) has other fields: its instances are tuples of the old
+    length, which no reload can change."""
+    if not issubclass(old, tuple):
+        return None
+    before, after = getattr(old, "_fields", None), getattr(new, "_fields", None)
+    if not isinstance(before, tuple) or before == after:
+        return None
+    shown = ", ".join(after) if isinstance(after, tuple) else "?"
+    return (
+        f"{name}: its fields changed ({', '.join(before)} -> {shown}); its instances are "
+        f"tuples of the old fields, which a restart makes again"
+    )
 
 
 #: Class members that a later reload may bring back into the same object.
