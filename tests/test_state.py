@@ -126,6 +126,84 @@ def test_classes_registered_by_a_refusing_decorator_or_a_metaclass_take_a_method
     )
 
 
+REFUSING = """
+from dataclasses import dataclass
+
+class Meta(type):
+    registry = []
+    def __new__(mcs, name, bases, namespace):
+        cls = super().__new__(mcs, name, bases, namespace)
+        if any(c.__name__ == name for c in mcs.registry):
+            raise RuntimeError(f"plugin {name} already registered")
+        mcs.registry.append(cls)
+        return cls
+
+class Plugin(metaclass=Meta):
+    pass
+
+class Csv(Plugin):
+    ext = "csv"
+    def run(self):
+        return "csv 1"
+
+MODELS = {}
+def model(cls):
+    if cls.__name__ in MODELS:
+        raise RuntimeError(f"model {cls.__name__} already registered")
+    MODELS[cls.__name__] = cls
+    return cls
+
+@model
+@dataclass
+class User:
+    name: str
+    def hello(self):
+        return "hi " + self.name
+
+def other():
+    return 1
+"""
+
+
+def test_a_field_edit_refused_by_a_registering_metaclass_or_decorator_needs_a_restart_only(
+    program, tmp_path
+):
+    write(tmp_path / "plugins.py", REFUSING)
+    p = program("import plugins\ncsv = plugins.Csv()\nuser = plugins.User('ann')")
+    edited = (
+        REFUSING.replace('ext = "csv"', 'ext = "tsv"')
+        .replace('"csv 1"', '"csv 2"')
+        .replace("    name: str\n", "    name: str\n    email: str = ''\n")
+        .replace('"hi "', '"hello "')
+        .replace("return 1", "return 2")
+    )
+    write(tmp_path / "plugins.py", edited)
+    (report,) = p.wait_reload()
+    # The rest of the file applies; each refused class says why, once.
+    assert report["ok"], report["error"]
+    assert sorted(report["patched"]) == ["Csv.run", "User.hello", "other"]
+    csv, user = report["needs_restart"]
+    assert csv.startswith("Csv: made again for the changed ext, its metaclass Meta raised ")
+    assert "RuntimeError: plugin Csv already registered" in csv
+    assert user.startswith("User: made again for the changed email, @model, @dataclass raised")
+    assert p.eval("csv.run(), csv.ext, user.hello(), plugins.other()") == (
+        "csv 2",
+        "csv",
+        "hello ann",
+        2,
+    )
+    assert p.eval("len(plugins.Meta.registry), list(plugins.MODELS)") == (2, ["User"])
+    # A later save of the same file applies (the refusal is not tried again) ...
+    write(tmp_path / "plugins.py", edited.replace('"csv 2"', '"csv 3"'))
+    (report,) = p.wait_reload()
+    assert report["ok"] and report["patched"] == ["Csv.run"] and not report["needs_restart"]
+    assert p.eval("csv.run()") == "csv 3"
+    # ... and an error of the class body itself still fails the whole save.
+    write(tmp_path / "plugins.py", edited.replace('ext = "tsv"', "ext = undefined_name"))
+    (report,) = p.wait_reload()
+    assert not report["ok"] and "NameError" in report["error"]
+
+
 def test_a_constant_change_reruns_bindings_here_and_in_importers_but_not_loops(program, tmp_path):
     config = "X = 1\nY = X * 2\nLOG = []\nfor i in range(3):\n    LOG.append(X)\n"
     write(tmp_path / "config.py", config)

@@ -451,7 +451,17 @@ class Applier:
             # An adapter knows the machinery reads none of what changed: a body edit.
             if self._patch_class_body(name, old, new_node, plan, old_node):
                 return True
-        event.new = new = self.build(stmt, name)
+        try:
+            event.new = new = self.build(stmt, name)
+        except Exception as exc:
+            if plan is None or not in_place or _raised_in_body(exc, new_node, self.path):
+                raise  # the body's own error, or a changed header's: the reload fails
+            # Its machinery refused to make the class again for the changed fields (a
+            # registry that refuses a second class of a name): the class keeps what it was
+            # made with; the method bodies of the edit still apply.
+            self.report.needs_restart.append(_machinery_refused(name, old, new_node, plan, exc))
+            self._patch_class_body(name, old, new_node, plan.methods_only(), old_node)
+            return True
         problem = _tuple_fields_changed(name, old, new)
         if problem is not None:
             # A NamedTuple's instances are tuples of its old fields: none can gain one.
@@ -869,6 +879,36 @@ def _has_machinery(cls: type, node: ast.ClassDef) -> bool:
     if node.decorator_list or type(cls) is not type or "__orig_bases__" in cls.__dict__:
         return True
     return any("__init_subclass__" in base.__dict__ for base in cls.__mro__[1:-1])
+
+
+def _raised_in_body(exc: BaseException, node: ast.ClassDef, path: str) -> bool:
+    """Whether ``exc`` came from the class body of ``node`` (a frame of it on the traceback),
+    not from the machinery that made the class of it (a decorator, the metaclass,
+    ``__init_subclass__``)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == node.name and code.co_filename == path:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _machinery_refused(
+    name: str, old: type, node: ast.ClassDef, plan: ClassPlan, exc: Exception
+) -> str:
+    makers = [f"@{ast.unparse(d)}" for d in node.decorator_list]
+    if type(old) is not type:
+        makers.append(f"its metaclass {type(old).__name__}")
+    what = ", ".join(makers) or "__init_subclass__"
+    methods = {m.name for m in plan.methods}
+    fields = ", ".join(sorted(plan.update - methods)) or "its fields"
+    return (
+        f"{name}: made again for the changed {fields}, {what} raised "
+        f"{type(exc).__name__}: {exc}; the class keeps what it was made with until a "
+        f"restart, and its methods take the edit (a registry can let a reload through: "
+        f"mighty_patcher.currently_reloading())"
+    )
 
 
 def _tuple_fields_changed(name: str, old: type, new: type) -> str | None:
