@@ -564,12 +564,12 @@ def match(old: list[Stmt], new: list[Stmt]) -> dict[int, Stmt]:
         if unmatched:
             by_value: dict[tuple[str, str], list[Stmt]] = {}
             for s in old:
-                key = _value_key(s)
-                if key is not None and id(s) not in used:
-                    by_value.setdefault(key, []).append(s)
+                value_key = _value_key(s)
+                if value_key is not None and id(s) not in used:
+                    by_value.setdefault(value_key, []).append(s)
             for i in unmatched:
-                key = _value_key(new[i])
-                candidates = by_value.get(key, []) if key is not None else []
+                value_key = _value_key(new[i])
+                candidates = by_value.get(value_key, []) if value_key is not None else []
                 if candidates:
                     partner = candidates.pop(0)
                     used.add(id(partner))
