@@ -369,6 +369,30 @@ def test_a_rebound_name_reaches_importers_that_hold_its_old_value_level_by_level
     assert plan_imports({"base": frozenset()}, [mid, top]) == []
 
 
+def test_a_rebound_name_reaches_what_reads_it_through_its_module():
+    from mighty_patcher.planner import ImportedName, Importer, import_table, plan_imports
+
+    source = "import base\nimport base as b\nimport pkg.base\nY = base.X * 2\nW = b.X\n"
+    table = import_table(ast.parse(source), "")
+    assert table == [ImportedName("base", "base", ""), ImportedName("b", "base", "")]
+    user = Importer("user", "user.py", source, table, frozenset({"base", "b"}))
+    (step,) = plan_imports({"base": frozenset({"X"})}, [user])
+    assert step.rebind == [] and step.attributes == {"base.X", "b.X"}
+    assert step.after == {"base"}
+    assert actions(step.plan) == {
+        "import base": "keep",
+        "import base as b": "keep",
+        "import pkg.base": "keep",
+        "Y = base.X * 2": "follow",
+        "W = b.X": "follow",
+    }
+    # Nothing reads the name at import (a function reads it when called): no step.
+    quiet = Importer(
+        "q", "q.py", "import base\ndef f():\n    return base.X\n", table[:1], frozenset({"base"})
+    )
+    assert plan_imports({"base": frozenset({"X"})}, [quiet]) == []
+
+
 # --- parsing only what changed -----------------------------------------------------------------
 
 

@@ -229,6 +229,22 @@ def test_a_constant_change_reruns_bindings_here_and_in_importers_but_not_loops(p
     assert 'not re-run: config.py:4 "for i in range(3):" reads X' in stderr
 
 
+def test_a_constant_read_through_its_module_reruns_bindings_and_lists_loops(program, tmp_path):
+    write(tmp_path / "config.py", "RATE = 2\n")
+    write(
+        tmp_path / "shop.py",
+        "import config\nimport config as cfg\nZ = config.RATE * 10\nV = cfg.RATE + 1\n"
+        "SEEN = []\nfor i in range(2):\n    SEEN.append(config.RATE)\n",
+    )
+    p = program("import shop")
+    write(tmp_path / "config.py", "RATE = 3\n")
+    config_report, shop_report = p.wait_reload(2)
+    assert config_report["rerun"] == ["RATE = 3"]
+    assert shop_report["rerun"] == ["Z = config.RATE * 10", "V = cfg.RATE + 1"]
+    assert shop_report["not_rerun"] == ['shop.py:6 "for i in range(2):" reads config.RATE']
+    assert p.eval("(shop.Z, shop.V, shop.SEEN)") == (30, 4, [2, 2])
+
+
 def test_a_reload_blocked_in_a_long_statement_says_where_it_is(program, tmp_path):
     write(tmp_path / "slow.py", "import time\nX = 1\n")
     p = program("import slow")

@@ -163,9 +163,11 @@ class Engine:
         source: str,
         report: ReloadReport,
         rebind: list[tuple[str, Any]] = (),  # type: ignore[assignment]
+        attributes: frozenset[str] = frozenset(),
     ) -> bool:
         """Applies ``plan`` to each of ``modules`` (the names of ``rebind`` first: imported
-        copies), inside one transaction: on any exception everything is restored."""
+        copies; ``attributes``: ``m.name`` rebound in a module held as ``m``), inside one
+        transaction: on any exception everything is restored."""
         txn = Transaction()
         old_lines = (baseline or "").splitlines(keepends=True)
         new_lines = source.splitlines(keepends=True)
@@ -189,7 +191,7 @@ class Engine:
                         report=report if not appliers else ReloadReport(module.__name__, path),
                         graveyard=self._graveyards.setdefault(module.__name__, {}),
                         transform=self.transform,
-                        rebound={alias for alias, _ in rebind},
+                        rebound={alias for alias, _ in rebind} | attributes,
                     )
                     applier.apply()
                     appliers.append(applier)
@@ -268,13 +270,16 @@ class Engine:
             ]
             # (a follower in between may have left a name as it was: nothing to pass on)
             values = [(a, v) for a, v in values if module.__dict__.get(a, _MISSING) is not v]
-            if not values:
+            if not values and not step.attributes:
                 continue
             report = ReloadReport(
                 module=step.module, file=step.path, rebound=sorted(a for a, _ in values)
             )
             source = self.sources.baseline(step.path) or ""
-            if not self._apply(step.plan, [module], step.path, source, source, report, values):
+            applied = self._apply(
+                step.plan, [module], step.path, source, source, report, values, step.attributes
+            )
+            if not applied:
                 failed.add(step.module)
             report.seconds = time.perf_counter() - start
             self._finish(report)
@@ -306,6 +311,10 @@ class Engine:
                     if exporter is None:
                         exporter = getattr(sys.modules.get(imported.module), "__dict__", None)
                     if exporter is None:
+                        continue
+                    if not imported.name:  # import m: the alias holds the module
+                        if ns.get(imported.alias) is sys.modules.get(imported.module):
+                            copies.add(imported.alias)
                         continue
                     if imported.name == "*":
                         # (a copy: the exporter's namespace is live, and another thread may

@@ -256,6 +256,13 @@ class _Names(ast.NodeVisitor):
         else:
             self.writes.add(node.id)
 
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        # ``config.RATE`` reads ``config`` and, for a follower, the dotted name: a module's
+        # attribute that a reload of that module rebinds (see :func:`plan_imports`).
+        if isinstance(node.value, ast.Name) and isinstance(node.ctx, ast.Load):
+            self.reads.add(f"{node.value.id}.{node.attr}")
+        self.generic_visit(node)
+
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
         if (isinstance(func, ast.Name) and func.id == "currently_reloading") or (
@@ -871,7 +878,8 @@ def _fields(stmts: list[Stmt]) -> list[str]:
 
 @dataclass(frozen=True)
 class ImportedName:
-    """``from module import name as alias`` (``name`` is ``*`` for a star import)."""
+    """``from module import name as alias`` (``name`` is ``*`` for a star import), or
+    ``import module [as alias]`` (``name`` is empty: the alias is the module itself)."""
 
     alias: str
     module: str
@@ -880,7 +888,8 @@ class ImportedName:
 
 def import_table(tree: ast.Module, package: str) -> list[ImportedName]:
     """The top-level ``from ... import`` statements of a module, resolved against its package
-    (relative imports); the ones that do not resolve are left out."""
+    (relative imports; the ones that do not resolve are left out), and its ``import m`` and
+    ``import a.b as m`` statements (``import a.b`` binds ``a``, not the module: left out)."""
     import importlib.util
 
     table = []
@@ -894,6 +903,10 @@ def import_table(tree: ast.Module, package: str) -> list[ImportedName]:
                 continue
             for alias in node.names:
                 table.append(ImportedName(alias.asname or alias.name, absolute, alias.name))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname or "." not in alias.name:
+                    table.append(ImportedName(alias.asname or alias.name, alias.name, ""))
     return table
 
 
@@ -906,7 +919,8 @@ class Importer:
     source: str  # the source it runs (its baseline)
     imports: Sequence[ImportedName]
     #: Its names that hold, before the reload, the very object the exporter's name held (for
-    #: a star import, the public names it shares with the exporter): the copies to rebind.
+    #: a star import, the public names it shares with the exporter): the copies to rebind;
+    #: and the aliases of its ``import m`` statements that hold the module ``m``.
     copies: frozenset[str]
     running: bool = False
 
@@ -923,6 +937,9 @@ class FollowStep:
     plan: Plan
     #: The modules whose rebinding this step takes: if one of them failed, skip this step.
     after: frozenset[str]
+    #: ``alias.name`` for each rebound name of a module it holds as ``alias`` (``import m``):
+    #: its binding statements that read ``m.name`` follow it.
+    attributes: frozenset[str] = frozenset()
 
 
 def plan_imports(
@@ -947,9 +964,17 @@ def plan_imports(
                 continue  # reloaded itself: it runs its own source
             done = taken.setdefault(importer.name, set())
             rebind: list[tuple[str, str, str]] = []
+            attributes: set[str] = set()
+            through: set[str] = set()
             for imported in importer.imports:
                 names = reached.get(imported.module)
                 if not names:
+                    continue
+                if not imported.name:  # import m: what reads m.name follows it
+                    if imported.alias in importer.copies:
+                        dotted = {f"{imported.alias}.{n}" for n in names} - done
+                        attributes |= dotted
+                        through |= {imported.module} if dotted else set()
                     continue
                 if imported.name == "*":
                     pairs = [(n, n) for n in sorted(names) if not n.startswith("_")]
@@ -960,19 +985,23 @@ def plan_imports(
                     for alias, name in pairs
                     if alias in importer.copies and alias not in done
                 ]
-            if not rebind:
+            if not rebind and not attributes:
                 continue
             aliases = frozenset(alias for alias, _, _ in rebind)
-            done |= aliases
+            done |= aliases | attributes
             plan = plan_module(
                 importer.source,
                 importer.source,
                 importer.path,
-                seeds=aliases,
+                seeds=aliases | attributes,
                 running=importer.running,
             )
-            after = frozenset(module for _, module, _ in rebind)
-            result.append(FollowStep(importer.name, importer.path, rebind, plan, after))
+            if not rebind and not plan.not_rerun and all(s.action != "follow" for s in plan.steps):
+                continue  # nothing there reads the attributes at import
+            after = frozenset(module for _, module, _ in rebind) | through
+            result.append(
+                FollowStep(importer.name, importer.path, rebind, plan, after, frozenset(attributes))
+            )
             reached.setdefault(importer.name, set()).update(aliases | plan.rebinds)
             progress = True
     return result
