@@ -126,6 +126,24 @@ def test_classes_registered_by_a_refusing_decorator_or_a_metaclass_take_a_method
     )
 
 
+def test_a_closure_with_no_cell_for_a_newly_captured_name_needs_a_restart(program, tmp_path):
+    source = (
+        "def make_counter():\n    n = 0\n    step = 10\n    def inc():\n        nonlocal n\n"
+        "        n += 1\n        return n\n    return inc\n"
+    )
+    write(tmp_path / "counters.py", source)
+    p = program("import counters\nmine = counters.make_counter()\nmine(); mine()")
+    write(tmp_path / "counters.py", source.replace("n += 1", "n += step"))
+    (report,) = p.wait_reload()
+    assert report["ok"] and report["patched"] == ["make_counter"]
+    assert report["needs_restart"] == [
+        "make_counter.<locals>.inc: 1 closure made before the edit has no value for step, "
+        "which the new code captures, and keeps the old code until a restart (closures made "
+        "from now on run the new code)"
+    ]
+    assert p.eval("mine(), counters.make_counter()()") == (3, 10)
+
+
 REFUSING = """
 from dataclasses import dataclass
 

@@ -804,20 +804,36 @@ class Applier:
             for f in functions
             if not set(mapping[f.__code__].co_freevars) <= set(f.__code__.co_freevars)
         ]
+        remade: set[int] = set()
         if stuck and not self.plan.running:
-            self._remake_holders_of(stuck)
+            remade = self._remake_holders_of(stuck)
+        left: dict[str, tuple[int, set[str]]] = {}
         for func in functions:
             target = mapping.get(func.__code__)
-            if target is None:
+            if target is None or id(func) in remade:
+                continue
+            missing = set(target.co_freevars) - set(func.__code__.co_freevars)
+            if missing:
+                count, names = left.get(func.__qualname__, (0, set()))
+                left[func.__qualname__] = (count + 1, names | missing)
                 continue
             try:
                 native.swap_code(func, target)
             except native.PatchError as exc:
-                self.report.notes.append(str(exc))
+                self.report.needs_restart.append(str(exc))
+        for qualname, (count, names) in left.items():
+            self.report.needs_restart.append(
+                f"{qualname}: {count} closure{'s' if count > 1 else ''} made before the edit "
+                f"{'have' if count > 1 else 'has'} no value for {', '.join(sorted(names))}, "
+                f"which the new code captures, and {'keep' if count > 1 else 'keeps'} the old "
+                f"code until a restart (closures made from now on run the new code)"
+            )
 
-    def _remake_holders_of(self, closures: list[types.FunctionType]) -> None:
-        """Runs again the unchanged module-level bindings that hold one of ``closures``."""
+    def _remake_holders_of(self, closures: list[types.FunctionType]) -> set[int]:
+        """Runs again the unchanged module-level bindings that hold one of ``closures``;
+        returns the ids of the closures they held."""
         ids = {id(c) for c in closures}
+        remade: set[int] = set()
         for step in self.plan.steps:
             stmt = step.new
             if step.action not in ("keep", "relocate") or stmt.kind != "other" or not stmt.binding:
@@ -828,12 +844,16 @@ class Applier:
                 if any(id(c) in ids for c in wrapper_chain(self.ns.get(n)))
             ]
             if held:
+                remade |= {
+                    id(c) for n in held for c in wrapper_chain(self.ns.get(n)) if id(c) in ids
+                }
                 self.run(step)
                 self.report.notes.append(
                     f"{', '.join(held)} made again ({self._where(stmt)}): the closure it held "
                     f"captures names the new code does not have cells for; references taken "
                     f"before keep the old one"
                 )
+        return remade
 
 
 #: The name of the no-op decorator an undecorated build puts where each decorator was.
