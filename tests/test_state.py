@@ -144,6 +144,32 @@ def test_a_closure_with_no_cell_for_a_newly_captured_name_needs_a_restart(progra
     assert p.eval("mine(), counters.make_counter()()") == (3, 10)
 
 
+def test_generators_and_coroutines_made_before_an_edit_are_said_to_keep_their_code(
+    program, tmp_path
+):
+    source = (
+        "import asyncio\n\ndef ticks():\n    while True:\n        yield 'old'\n\n"
+        "async def job():\n    while True:\n        await asyncio.sleep(0)\n"
+    )
+    write(tmp_path / "gens.py", source)
+    p = program(
+        "import gens\ng1, g2 = gens.ticks(), gens.ticks()\nnext(g1), next(g2)\n"
+        "done = gens.ticks()\nnever = gens.ticks()\nc = gens.job()\nc.send(None)"
+    )
+    p.eval("done.close()")
+    write(tmp_path / "gens.py", source.replace("'old'", "'new'").replace("sleep(0)", "sleep(0.0)"))
+    (report,) = p.wait_reload()
+    assert report["ok"] and sorted(report["patched"]) == ["job", "ticks"]
+    assert sorted(report["notes"]) == [
+        "job: 1 coroutine made before the edit and not finished goes on with the old code; new "
+        "calls run the new code",
+        # (``never``, made and not started, holds the old code too; ``done`` is finished)
+        "ticks: 3 generators made before the edit and not finished go on with the old code; "
+        "new calls run the new code",
+    ]
+    assert p.eval("next(g1), next(gens.ticks())") == ("old", "new")
+
+
 REFUSING = """
 from dataclasses import dataclass
 

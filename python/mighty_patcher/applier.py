@@ -18,6 +18,7 @@ import ast
 import copy
 import enum
 import functools
+import inspect
 import sys
 import threading
 import types
@@ -639,6 +640,28 @@ class Applier:
                         f"next call"
                     )
                 current = current.f_back
+        self._note_suspended()
+
+    def _note_suspended(self) -> None:
+        """Says which patched generator and coroutine functions have generators or
+        coroutines made before the edit and not finished (a ``while True`` task of an event
+        loop): those go on with the code they were made with. One pass over the heap,
+        only when such a function was patched."""
+        codes = {id(c): n for c, n in self.replaced.items() if c.co_flags & _SUSPENDABLE}
+        if not codes:
+            return
+        counts: dict[tuple[str, str], int] = {}
+        for obj in native.instances_of(_SUSPENDED):
+            kind, prefix = _SUSPENDED[type(obj)]
+            name = codes.get(id(getattr(obj, f"{prefix}_code")))
+            if name is not None and getattr(obj, f"{prefix}_frame") is not None:
+                counts[(name, kind)] = counts.get((name, kind), 0) + 1
+        for (name, kind), count in counts.items():
+            self.report.notes.append(
+                f"{name}: {count} {kind}{'s' if count > 1 else ''} made before the edit and "
+                f"not finished {'go' if count > 1 else 'goes'} on with the old code; new calls "
+                f"run the new code"
+            )
 
     def fill_instances(self) -> None:
         """The live instances of the classes patched follow what their class now gives them
@@ -855,6 +878,15 @@ class Applier:
                 )
         return remade
 
+
+#: Generators and coroutines: what each is called in a report, and its attributes' prefix.
+_SUSPENDED: dict[type, tuple[str, str]] = {
+    types.GeneratorType: ("generator", "gi"),
+    types.CoroutineType: ("coroutine", "cr"),
+    types.AsyncGeneratorType: ("async generator", "ag"),
+}
+#: The code flags of functions that make them.
+_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 #: The name of the no-op decorator an undecorated build puts where each decorator was.
 _KEEP = "__mighty_patcher_keep__"
