@@ -170,6 +170,25 @@ def test_generators_and_coroutines_made_before_an_edit_are_said_to_keep_their_co
     assert p.eval("next(g1), next(gens.ticks())") == ("old", "new")
 
 
+def test_a_rename_that_leaves_a_top_level_reader_of_the_old_name_says_a_restart_would_fail(
+    program, tmp_path
+):
+    source = (
+        "def price(i):\n    return i * 2\n\nSEEN = []\nfor i in range(3):\n"
+        "    SEEN.append(price(i))\n"
+    )
+    write(tmp_path / "shop.py", source)
+    p = program("import shop")
+    write(tmp_path / "shop.py", source.replace("def price", "def cost"))
+    (report,) = p.wait_reload()
+    assert report["ok"] and report["added"] == ["cost"] and report["deleted"] == ["price"]
+    assert report["notes"] == [
+        'shop.py:5 "for i in range(3):" reads price, which the file no longer defines: at the '
+        "next start it raises NameError there"
+    ]
+    assert p.eval("shop.SEEN") == [0, 2, 4]
+
+
 REFUSING = """
 from dataclasses import dataclass
 

@@ -15,6 +15,7 @@ if any step raises. Framework adapters hear of each definition (:mod:`mighty_pat
 from __future__ import annotations
 
 import ast
+import builtins
 import copy
 import enum
 import functools
@@ -804,6 +805,24 @@ class Applier:
                 node = next((s.node for s in self.plan.deleted if name in s.writes), None)
                 self.graveyard[name] = (value, node)
             self.report.deleted.append(name)
+        self._note_unbound_reads()
+
+    def _note_unbound_reads(self) -> None:
+        """A statement left in the file that reads, at import, a name the edit deleted (a
+        function renamed, a loop calling it by its old name) would fail at the next start:
+        the report says where, so that a restart does not come as a surprise."""
+        if not self.plan.removed_names or any(
+            isinstance(s.new.raw, ast.ImportFrom) and s.new.raw.names[0].name == "*"
+            for s in self.plan.steps
+        ):
+            return  # (a star import may bind it at the next start)
+        for step in self.plan.steps:
+            gone = {n for n in step.new.reads & self.plan.removed_names if not hasattr(builtins, n)}
+            if gone:
+                self.report.notes.append(
+                    f"{self._where(step.new)} reads {', '.join(sorted(gone))}, which the file "
+                    f"no longer defines: at the next start it raises NameError there"
+                )
 
     def move_closures(self) -> None:
         """Closures made before the edit from a code object that now has a new version move
