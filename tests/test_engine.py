@@ -369,6 +369,27 @@ def test_comment_only_edits_rerun_nothing_and_keep_line_numbers_right(project):
     assert (frame.lineno, frame.line) == (7, "raise ValueError('x')")
 
 
+def test_an_edit_inside_a_line_moves_nothing(project):
+    # Spaces inside a line leave every line number and column as it was: no move to report.
+    source = "def f():\n    return 1\nclass C:\n    def g(self):\n        return 1\n"
+    project.write("spaces", source)
+    spaces = project.module("spaces")
+    f_code, g_code = spaces.f.__code__, spaces.C.g.__code__
+    project.start()
+    for before, after in (
+        ("def f():", "def f( ):"),
+        ("def g(self):", "def g(self ):"),
+        ("class C:", "class  C:"),
+        ("return 1\n", "return 1  \n"),
+    ):
+        source = source.replace(before, after, 1)
+        (report,) = project.save("spaces", source)
+        assert report.moved == [] and "no change to apply" in report.summary(), after
+    assert spaces.f.__code__ is f_code and spaces.C.g.__code__ is g_code
+    (report,) = project.save("spaces", "\n" + source)
+    assert report.moved == ["f", "C"] and spaces.f.__code__.co_firstlineno == 2
+
+
 def test_a_syntax_error_changes_nothing_and_names_the_line(project, caplog):
     project.write("broken", "def f():\n    return 1\n")
     broken = project.module("broken")

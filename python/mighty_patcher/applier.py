@@ -34,6 +34,7 @@ from .codes import (
     member_functions,
     nested_codes,
     nested_pairs,
+    same_place,
     shifted,
     wrapper_chain,
 )
@@ -573,9 +574,9 @@ class Applier:
         for member, value in gone.items():
             if member not in old.__dict__:
                 self.graveyard[f"{old.__qualname__}.{member}"] = value
-        if plan is not None:
-            for member, old_member_node, new_member_node in plan.relocated:
-                self._relocate_member(old, name, member, old_member_node, new_member_node)
+        relocated = plan is not None and any(
+            [self._relocate_member(old, name, *moved) for moved in plan.relocated]
+        )
         if "__firstlineno__" in old.__dict__:
             type.__setattr__(old, "__firstlineno__", first_line(new_node))
         new_here = plan.added if plan is not None else set(new_members) - existed
@@ -586,13 +587,7 @@ class Applier:
             self.report.patched.append(", ".join(f"{name}.{m}" for m in patched))
         self.report.added += [f"{name}.{m}" for m in added]
         self.report.deleted += [f"{name}.{m}" for m in deleted]
-        if (
-            not changed
-            and plan is not None
-            and plan.relocated
-            and not deleted
-            and (members is None or not members.changed)
-        ):
+        if not changed and relocated and not deleted and (members is None or not members.changed):
             self.report.moved.append(name)  # only members that moved: their line numbers
         if members is not None and members.changed:
             self.report.patched.append(f"{name} members ({members.describe()})")
@@ -671,19 +666,22 @@ class Applier:
 
     def _relocate_member(
         self, old: type, name: str, member: str, old_node: ast.stmt, new_node: ast.stmt
-    ) -> None:
+    ) -> bool:
         """An unchanged member that moved: its functions get code objects with the new line
         numbers, compiled from the member's statement in a bare class body of the same name
-        (nothing runs)."""
+        (nothing runs). False if none of them moved (an edit inside a line: ``def m( self):``)."""
         codes = self._moved_codes(
             _bare_class(name, [old_node], old_node),
             _bare_class(name, [new_node], new_node),
             transform_old=False,
         )
+        moved = False
         for func in member_functions(old.__dict__.get(member)):
             code = codes.get((func.__code__.co_name, func.__code__.co_firstlineno))
-            if code is not None and func.__code__ is not code:
+            if code is not None and not same_place(func.__code__, code):
                 self.swap_code(func, code)
+                moved = True
+        return moved
 
     # --- line numbers ----------------------------------------------------------------------
 
@@ -724,14 +722,15 @@ class Applier:
                     code = shifted(current, lines)
                 else:
                     code = None
-                if code is not None and code is not current:
+                if code is not None and not same_place(current, code):
                     self.swap_code(func, code)
                     moved = True
             if isinstance(value, type):
                 line = value.__dict__.get("__firstlineno__")
                 if isinstance(line, int) and first <= line <= last:
                     type.__setattr__(value, "__firstlineno__", line + lines)
-        if moved or stmt.name is not None:
+        # (a definition that moved by whole lines is said even if no function of it is found)
+        if moved or (stmt.name is not None and lines):
             self.report.moved.append(stmt.label)
 
     def _moved_codes(
