@@ -198,6 +198,23 @@ def test_a_new_base_class_and_a_new_dataclass_field(project):
     assert old_point.x == 1
 
 
+def test_a_change_of_bases_is_reported(project):
+    source = "class Base:\n    pass\nclass Mixin:\n    pass\nclass Thing(Base):\n    RATE = 1\n"
+    project.write("based", source)
+    based = project.module("based")
+    project.start()
+    source = source.replace("Thing(Base):\n    RATE = 1", "Thing(Base, Mixin):\n    RATE = 3")
+    (report,) = project.save("based", source)
+    assert report.patched == ["Thing.RATE", "Thing bases now (Base, Mixin)"]
+    assert "patched Thing.RATE, Thing bases now (Base, Mixin); " in report.summary()
+    (report,) = project.save("based", source.replace("(Base, Mixin)", "(Mixin)"))
+    assert report.patched == ["Thing bases now (Mixin)"] and based.Thing.__bases__ == (based.Mixin,)
+    (report,) = project.save("based", source.replace("RATE = 3", "RATE = 4"))
+    assert report.patched == ["Thing.RATE", "Thing bases now (Base, Mixin)"]
+    (report,) = project.save("based", source.replace("RATE = 3", "RATE = 5"))
+    assert report.patched == ["Thing.RATE"], "the same bases: nothing said of them"
+
+
 def test_a_slots_change_needs_a_restart_and_the_rest_still_applies(project):
     source = "class P:\n    __slots__ = ('x',)\n    def f(self):\n        return 1\n"
     source += "def g():\n    return 1\n"

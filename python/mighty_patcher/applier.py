@@ -542,6 +542,7 @@ class Applier:
             remove = {n for n in (remove or set()) if n not in skip}
         names = set(new_members) if update is None else update
         self.txn.keep_class(old)
+        bases = old.__bases__
         revived = self._revive_members(old, new_members, names)
         for member in sorted(names):
             if self._patch_wrapped_member(member, old, new_members):
@@ -591,6 +592,9 @@ class Applier:
             self.report.moved.append(name)  # only members that moved: their line numbers
         if members is not None and members.changed:
             self.report.patched.append(f"{name} members ({members.describe()})")
+        if old.__bases__ != bases:
+            now = ", ".join(base.__qualname__ for base in old.__bases__)
+            self.report.patched.append(f"{name} bases now ({now})")
         if follows or before.fields:
             self._fills.append((old, before, new_node))
         return True
