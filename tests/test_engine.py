@@ -16,6 +16,8 @@ import traceback
 
 import pytest
 
+from mighty_patcher.report import relative
+
 
 def test_a_saved_function_body_runs_through_every_existing_reference(project):
     project.write("math", "def double(x):\n    return x * 2\n")
@@ -448,8 +450,14 @@ def test_currently_reloading_blocks(project):
     boot = project.module("boot")
     assert boot.events == ["first import"]
     project.start()
-    project.save("boot", source.replace("return 1", "return 2"))
+    (report,) = project.save("boot", source.replace("return 1", "return 2"))
     assert boot.events == ["first import", "reload"]
+    # Both guards run on every reload; only the block whose body ran is said, by its line.
+    path = relative(str(project.path("boot")))
+    assert report.patched == ["f"] and report.rerun == [f"the reload block at {path}:6"]
+    (report,) = project.save("boot", source.replace('"reload"', '"reload 2"'))
+    assert boot.events == ["first import", "reload", "reload 2"]
+    assert report.rerun == [f"the reload block at {path}:6"]
 
 
 def test_a_module_imported_under_two_names_reloads_under_both(project):

@@ -47,6 +47,7 @@ from .planner import (
     decorators,
     dump_nodes,
     first_line,
+    reload_branch,
     same_header,
 )
 from .report import ReloadReport, relative
@@ -225,7 +226,11 @@ class Applier:
         before = {name: self.ns.get(name, _MISSING) for name in stmt.writes}
         code = self.compile(stmt.node)
         exec(code, self.ns)
-        self.report.rerun.append(stmt.label)
+        branch = reload_branch(stmt.node)
+        if branch is None:
+            self.report.rerun.append(stmt.label)
+        elif branch:  # (an `if not currently_reloading():` without else ran nothing)
+            self.report.rerun.append(f"the reload block at {relative(self.path)}:{stmt.lineno}")
         self._keep_identity(step, before, code)
         self.rebound |= {n for n, v in before.items() if self.ns.get(n, _MISSING) is not v}
 
