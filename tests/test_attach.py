@@ -458,6 +458,32 @@ def test_attach_from_a_python_older_than_314_is_refused(tmp_path, programs, caps
     assert "python -m mighty_patcher run" in err
 
 
+@pytest.mark.parametrize("how", ["absolute", "relative", "on-PATH"])
+def test_a_refusal_names_the_virtualenv_python_the_program_was_started_with(
+    tmp_path, programs, capsys, how
+):
+    # The refusal of a version on the other side of 3.14 from this one names the target's
+    # interpreter: its virtualenv's python (where mighty_patcher would be installed), not the
+    # base interpreter that /proc/PID/exe resolves to.
+    other = {v: exe for v, exe in other_interpreters().items() if (v >= "3.14") != ATTACHABLE}
+    require(bool(other), f"needs a CPython {'3.10-3.13' if ATTACHABLE else '3.14+'} here")
+    version, base = sorted(other.items())[0]
+    venv = tmp_path / "venv"
+    subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = {"absolute": str(venv / "bin" / "python"), "relative": "venv/bin/python"}
+    env = plain_env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    program = programs(tmp_path, python=python.get(how, "python"), env=env)
+    program.out.until("old")
+    code, out, err = attach(capsys, program.pid)
+    assert code == 1 and out == ""
+    named = os.path.join(os.path.realpath(venv), "bin", "python")
+    assert f"runs Python {version}" in err and os.path.realpath(base) not in err, err
+    if ATTACHABLE:
+        assert f"process {program.pid} runs Python {version} ({named}): " in err, err
+    else:
+        assert f"({named} -m mighty_patcher attach {program.pid})" in err, err
+
+
 @needs_314
 def test_what_is_not_a_python_program_or_no_process_is_refused(tmp_path, capsys):
     sleeper = subprocess.Popen(["sleep", "300"])

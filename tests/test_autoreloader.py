@@ -57,6 +57,20 @@ def test_a_change_set_from_the_watcher_is_applied_in_the_thread(project):
     assert reloader.running
 
 
+def test_currently_reloading_is_also_where_the_reloader_is(project):
+    from mighty_patcher.watch import currently_reloading
+
+    assert currently_reloading is mighty_patcher.currently_reloading
+    assert "currently_reloading" in mighty_patcher.watch.__all__
+    source = "from mighty_patcher.watch import currently_reloading\nSEEN = currently_reloading()\n"
+    project.write("mod", source)
+    mod = project.module("mod")
+    _, watcher, reports, done = started(project)
+    watcher.queue.put({str(project.write("mod", source + "# saved\n"))})
+    assert done.wait(5)
+    assert mod.SEEN is True and reports[0].ok
+
+
 def test_timeouts_are_ignored_and_stop_ends_the_thread_and_closes(project):
     project.write("mod", "def f():\n    return 1\n")
     mod = project.module("mod")

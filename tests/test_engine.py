@@ -16,6 +16,8 @@ import traceback
 
 import pytest
 
+from mighty_patcher.report import relative
+
 
 def test_a_saved_function_body_runs_through_every_existing_reference(project):
     project.write("math", "def double(x):\n    return x * 2\n")
@@ -198,6 +200,23 @@ def test_a_new_base_class_and_a_new_dataclass_field(project):
     assert old_point.x == 1
 
 
+def test_a_change_of_bases_is_reported(project):
+    source = "class Base:\n    pass\nclass Mixin:\n    pass\nclass Thing(Base):\n    RATE = 1\n"
+    project.write("based", source)
+    based = project.module("based")
+    project.start()
+    source = source.replace("Thing(Base):\n    RATE = 1", "Thing(Base, Mixin):\n    RATE = 3")
+    (report,) = project.save("based", source)
+    assert report.patched == ["Thing.RATE", "Thing bases now (Base, Mixin)"]
+    assert "patched Thing.RATE, Thing bases now (Base, Mixin); " in report.summary()
+    (report,) = project.save("based", source.replace("(Base, Mixin)", "(Mixin)"))
+    assert report.patched == ["Thing bases now (Mixin)"] and based.Thing.__bases__ == (based.Mixin,)
+    (report,) = project.save("based", source.replace("RATE = 3", "RATE = 4"))
+    assert report.patched == ["Thing.RATE", "Thing bases now (Base, Mixin)"]
+    (report,) = project.save("based", source.replace("RATE = 3", "RATE = 5"))
+    assert report.patched == ["Thing.RATE"], "the same bases: nothing said of them"
+
+
 def test_a_slots_change_needs_a_restart_and_the_rest_still_applies(project):
     source = "class P:\n    __slots__ = ('x',)\n    def f(self):\n        return 1\n"
     source += "def g():\n    return 1\n"
@@ -372,6 +391,27 @@ def test_comment_only_edits_rerun_nothing_and_keep_line_numbers_right(project):
     assert (frame.lineno, frame.line) == (7, "raise ValueError('x')")
 
 
+def test_an_edit_inside_a_line_moves_nothing(project):
+    # Spaces inside a line leave every line number and column as it was: no move to report.
+    source = "def f():\n    return 1\nclass C:\n    def g(self):\n        return 1\n"
+    project.write("spaces", source)
+    spaces = project.module("spaces")
+    f_code, g_code = spaces.f.__code__, spaces.C.g.__code__
+    project.start()
+    for before, after in (
+        ("def f():", "def f( ):"),
+        ("def g(self):", "def g(self ):"),
+        ("class C:", "class  C:"),
+        ("return 1\n", "return 1  \n"),
+    ):
+        source = source.replace(before, after, 1)
+        (report,) = project.save("spaces", source)
+        assert report.moved == [] and "no change to apply" in report.summary(), after
+    assert spaces.f.__code__ is f_code and spaces.C.g.__code__ is g_code
+    (report,) = project.save("spaces", "\n" + source)
+    assert report.moved == ["f", "C"] and spaces.f.__code__.co_firstlineno == 2
+
+
 def test_a_syntax_error_changes_nothing_and_names_the_line(project, caplog):
     project.write("broken", "def f():\n    return 1\n")
     broken = project.module("broken")
@@ -413,8 +453,14 @@ def test_currently_reloading_blocks(project):
     boot = project.module("boot")
     assert boot.events == ["first import"]
     project.start()
-    project.save("boot", source.replace("return 1", "return 2"))
+    (report,) = project.save("boot", source.replace("return 1", "return 2"))
     assert boot.events == ["first import", "reload"]
+    # Both guards run on every reload; only the block whose body ran is said, by its line.
+    path = relative(str(project.path("boot")))
+    assert report.patched == ["f"] and report.rerun == [f"the reload block at {path}:6"]
+    (report,) = project.save("boot", source.replace('"reload"', '"reload 2"'))
+    assert boot.events == ["first import", "reload", "reload 2"]
+    assert report.rerun == [f"the reload block at {path}:6"]
 
 
 def test_a_module_imported_under_two_names_reloads_under_both(project):

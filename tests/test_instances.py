@@ -116,12 +116,29 @@ def test_a_class_hook_renames_a_field_on_live_instances(program, tmp_path):
         """,
     )
     (report,) = p.wait_reload()
-    assert report["ok"] and report["migrated"] == ["Book.__reload_instance__ on 1 instance"]
+    # what the hook filled is said, not the hook (a method is no state of an instance)
+    assert report["ok"] and report["migrated"] == ["Book.title on 1 instance"], report
     assert p.eval("(held.title, 'name' in vars(held), repr(held))") == (
         "Dune",
         False,
         "Book(title='Dune')",
     )
+
+
+def test_an_attribute_a_descriptor_of_the_class_handles_is_not_filled(program, tmp_path):
+    source = "class Gauge:\n    def __init__(self):\n        self.level = 1\n"
+    write(tmp_path / "gauges.py", source)
+    p = program("import gauges\nheld = gauges.Gauge()")
+    write(
+        tmp_path / "gauges.py",
+        source + "        self.size = 0\n\n    @property\n    def size(self):\n"
+        "        return self._size\n\n    @size.setter\n    def size(self, value):\n"
+        "        self._size = value\n",
+    )
+    (report,) = p.wait_reload()
+    # `self.size = 0` goes through the property: nothing of the instance is named size
+    assert report["ok"] and report["migrated"] == [], report
+    assert p.eval("'size' in vars(held)") is False
 
 
 def test_an_instance_that_cannot_be_filled_leaves_all_unfilled_and_the_rest_applies(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import require
+from conftest import ROOT, require
 from live import write
 
 COUNTER = """
@@ -94,6 +94,32 @@ def test_ipython_modules_imported_before_the_extension_are_watched(isolated, tmp
         """,
         start="",
     )
+
+
+def test_ipython_the_first_line_is_the_one_the_docs_show(isolated, tmp_path):
+    (shown,) = [
+        line
+        for line in (ROOT / "docs" / "ipython.md").read_text().splitlines()
+        if line.startswith("[mighty_patcher] on (")
+    ]
+    shell_script(
+        isolated,
+        tmp_path,
+        f"""
+        out, _ = cell("%load_ext mighty_patcher")
+        assert out == {shown + chr(10)!r}, out
+        """,
+        start="",
+    )
+
+
+def test_the_docs_say_where_the_reports_go_under_a_cell():
+    # (what the tests of a shell and of a kernel check: reports on stdout, failures on stderr)
+    readme, doc = (
+        " ".join((ROOT / f).read_text().split()) for f in ("README.rst", "docs/ipython.md")
+    )
+    assert "in IPython and Jupyter: under the cell, on stdout" in readme
+    assert "printed on the kernel's stdout" in doc and "every other warning on its stderr" in doc
 
 
 def test_ipython_an_edit_runs_on_the_object_an_earlier_cell_made(isolated, tmp_path):
@@ -241,6 +267,7 @@ def test_ipython_says_when_autoreload_is_on_too(isolated, tmp_path):
         cell("%load_ext autoreload\\n%autoreload 2")
         _, err = cell("print(c.step())")
         assert "[mighty_patcher] IPython's autoreload is on too" in err, err
+        assert err.rstrip().endswith("turn it off with %autoreload 0"), err
         _, err = cell("print(c.step())")
         assert "autoreload" not in err, err  # once
         """,

@@ -36,6 +36,7 @@ from .codes import (
     member_functions,
     nested_codes,
     nested_pairs,
+    same_place,
     shifted,
     wrapper_chain,
 )
@@ -48,6 +49,7 @@ from .planner import (
     decorators,
     dump_nodes,
     first_line,
+    reload_branch,
     same_header,
 )
 from .report import ReloadReport, relative
@@ -226,7 +228,11 @@ class Applier:
         before = {name: self.ns.get(name, _MISSING) for name in stmt.writes}
         code = self.compile(stmt.node)
         exec(code, self.ns)
-        self.report.rerun.append(stmt.label)
+        branch = reload_branch(stmt.node)
+        if branch is None:
+            self.report.rerun.append(stmt.label)
+        elif branch:  # (an `if not currently_reloading():` without else ran nothing)
+            self.report.rerun.append(f"the reload block at {relative(self.path)}:{stmt.lineno}")
         self._keep_identity(step, before, code)
         self.rebound |= {n for n, v in before.items() if self.ns.get(n, _MISSING) is not v}
 
@@ -560,6 +566,7 @@ class Applier:
             remove = {n for n in (remove or set()) if n not in skip}
         names = set(new_members) if update is None else update
         self.txn.keep_class(old)
+        bases = old.__bases__
         revived = self._revive_members(old, new_members, names)
         for member in sorted(names):
             if self._patch_wrapped_member(member, old, new_members):
@@ -592,9 +599,9 @@ class Applier:
         for member, value in gone.items():
             if member not in old.__dict__:
                 self.graveyard[f"{old.__qualname__}.{member}"] = value
-        if plan is not None:
-            for member, old_member_node, new_member_node in plan.relocated:
-                self._relocate_member(old, name, member, old_member_node, new_member_node)
+        relocated = plan is not None and any(
+            [self._relocate_member(old, name, *moved) for moved in plan.relocated]
+        )
         if "__firstlineno__" in old.__dict__:
             type.__setattr__(old, "__firstlineno__", first_line(new_node))
         new_here = plan.added if plan is not None else set(new_members) - existed
@@ -605,16 +612,13 @@ class Applier:
             self.report.patched.append(", ".join(f"{name}.{m}" for m in patched))
         self.report.added += [f"{name}.{m}" for m in added]
         self.report.deleted += [f"{name}.{m}" for m in deleted]
-        if (
-            not changed
-            and plan is not None
-            and plan.relocated
-            and not deleted
-            and (members is None or not members.changed)
-        ):
+        if not changed and relocated and not deleted and (members is None or not members.changed):
             self.report.moved.append(name)  # only members that moved: their line numbers
         if members is not None and members.changed:
             self.report.patched.append(f"{name} members ({members.describe()})")
+        if old.__bases__ != bases:
+            now = ", ".join(base.__qualname__ for base in old.__bases__)
+            self.report.patched.append(f"{name} bases now ({now})")
         if follows or before.fields:
             self._fills.append((old, before, new_node))
         return True
@@ -712,19 +716,22 @@ class Applier:
 
     def _relocate_member(
         self, old: type, name: str, member: str, old_node: ast.stmt, new_node: ast.stmt
-    ) -> None:
+    ) -> bool:
         """An unchanged member that moved: its functions get code objects with the new line
         numbers, compiled from the member's statement in a bare class body of the same name
-        (nothing runs)."""
+        (nothing runs). False if none of them moved (an edit inside a line: ``def m( self):``)."""
         codes = self._moved_codes(
             _bare_class(name, [old_node], old_node),
             _bare_class(name, [new_node], new_node),
             transform_old=False,
         )
+        moved = False
         for func in member_functions(old.__dict__.get(member)):
             code = codes.get((func.__code__.co_name, func.__code__.co_firstlineno))
-            if code is not None and func.__code__ is not code:
+            if code is not None and not same_place(func.__code__, code):
                 self.swap_code(func, code)
+                moved = True
+        return moved
 
     # --- line numbers ----------------------------------------------------------------------
 
@@ -765,14 +772,15 @@ class Applier:
                     code = shifted(current, lines)
                 else:
                     code = None
-                if code is not None and code is not current:
+                if code is not None and not same_place(current, code):
                     self.swap_code(func, code)
                     moved = True
             if isinstance(value, type):
                 line = value.__dict__.get("__firstlineno__")
                 if isinstance(line, int) and first <= line <= last:
                     type.__setattr__(value, "__firstlineno__", line + lines)
-        if moved or stmt.name is not None:
+        # (a definition that moved by whole lines is said even if no function of it is found)
+        if moved or (stmt.name is not None and lines):
             self.report.moved.append(stmt.label)
 
     def _moved_codes(

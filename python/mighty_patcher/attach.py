@@ -321,7 +321,8 @@ def _owner(pid: int) -> tuple[int, int] | None:
 
 def _target_python(pid: int) -> tuple[str | None, bool, str]:
     """What the target's executable and mapped libraries say of its Python: the version
-    ("3.13", or None when they do not say), free-threaded, and the executable (Linux)."""
+    ("3.13", or None when they do not say), free-threaded, and the interpreter it was started
+    with (:func:`_started_with`; Linux)."""
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
     except OSError:
@@ -333,9 +334,45 @@ def _target_python(pid: int) -> tuple[str | None, bool, str]:
         maps = ""
     found = re.search(r"/libpython(\d+\.\d+)(t?)\.so", maps)
     found = found or re.search(r"python(\d+\.\d+)(t?)$", os.path.basename(exe))
+    started = _started_with(pid, exe)
     if found is None:
-        return None, False, exe
-    return found.group(1), found.group(2) == "t", exe
+        return None, False, started
+    return found.group(1), found.group(2) == "t", started
+
+
+def _started_with(pid: int, exe: str) -> str:
+    """The interpreter process ``pid`` was started with, what its ``sys.executable`` says: a
+    virtualenv's ``bin/python``, where mighty_patcher is installed, rather than the base
+    interpreter ``exe`` it runs. That is its ``argv[0]`` when it names an executable (resolved
+    against its working directory), or the one its ``PATH`` finds for a bare name if it is
+    ``exe``; else ``exe``."""
+    argv = _proc_list(pid, "cmdline")
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return exe
+    name = os.fsdecode(argv[0]) if argv else ""
+    if "/" in name:
+        candidate: str | None = os.path.normpath(os.path.join(cwd, name))
+    else:
+        environ = _proc_list(pid, "environ") or []
+        paths = os.fsdecode(next((e[5:] for e in environ if e.startswith(b"PATH=")), b""))
+        search = os.pathsep.join(os.path.join(cwd, d) for d in paths.split(os.pathsep) if d)
+        candidate = shutil.which(name, path=search) if name and search else None
+        if candidate is not None and os.path.realpath(candidate) != os.path.realpath(exe):
+            candidate = None
+    if candidate is None or not os.path.isfile(candidate) or not os.access(candidate, os.X_OK):
+        return exe
+    return candidate
+
+
+def _proc_list(pid: int, name: str) -> list[bytes] | None:
+    """``/proc/PID/cmdline`` or ``environ``: its NUL-separated entries; None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return None
 
 
 def _minor(version: str) -> tuple[int, int]:
@@ -419,12 +456,8 @@ def _this_python() -> str:
 
 
 def _why_disabled(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            environ = f.read().split(b"\0")
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
+    environ, argv = _proc_list(pid, "environ"), _proc_list(pid, "cmdline")
+    if environ is None or argv is None:
         return "PYTHON_DISABLE_REMOTE_DEBUG, -X disable-remote-debug, or a build without it"
     for entry in environ:
         if entry.startswith(b"PYTHON_DISABLE_REMOTE_DEBUG="):

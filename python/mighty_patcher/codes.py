@@ -19,6 +19,7 @@ __all__ = [
     "member_functions",
     "nested_codes",
     "nested_pairs",
+    "same_place",
     "shifted",
     "wrapper_chain",
 ]
@@ -66,6 +67,20 @@ def shifted(code: types.CodeType, lines: int) -> types.CodeType:
         shifted(c, lines) if isinstance(c, types.CodeType) else c for c in code.co_consts
     )
     return code.replace(co_firstlineno=code.co_firstlineno + lines, co_consts=consts)
+
+
+def same_place(a: types.CodeType, b: types.CodeType) -> bool:
+    """Whether ``a`` and ``b``, and their nested code objects, carry the same line numbers
+    and columns: a statement that only changed inside a line (``def f( ):``) did not move."""
+    if _place(a) != _place(b):
+        return False
+    children = _children(a), _children(b)
+    return len(children[0]) == len(children[1]) and all(map(same_place, *children))
+
+
+def _place(code: types.CodeType) -> tuple[Any, ...]:
+    positions = getattr(code, "co_positions", None)  # lines and columns (3.11+)
+    return code.co_firstlineno, list(code.co_lines()), list(positions()) if positions else None
 
 
 def wrapper_chain(obj: Any) -> Iterator[Any]:

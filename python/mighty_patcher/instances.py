@@ -16,7 +16,11 @@ A field removed is left on the instances that have it (data is never deleted), a
 
 A class that defines ``__reload_instance__(self, added, removed)`` decides instead: it is
 called on each live instance after the class changed, with the names of the fields added and
-removed (renaming a field keeps its value: ``self.title = self.__dict__.pop("name")``).
+removed (renaming a field keeps its value: ``self.title = self.__dict__.pop("name")``); the
+report names the attributes it stored that the instances lacked.
+
+A name the class itself handles (a dunder, a method, a property or another descriptor found
+along its MRO) is never instance state: it is neither filled nor reported as filled.
 
 All values are computed before any is stored: if one raises, no instance is changed, and the
 report says why (the rest of the reload still applies). The live instances are found in one
@@ -215,8 +219,9 @@ def fill(cls: type, change: Change, report: Any) -> None:
     """Brings the live instances of ``cls`` (and of its subclasses) to its new state, or
     calls its ``__reload_instance__`` hook on each; says what it did in ``report``."""
     hook = getattr(cls, HOOK, None)
-    wanted = [n for n in change.added if change.state.fields.get(n) is not None]
-    unknown = [n for n in change.added if change.state.fields.get(n) is None]
+    state = [n for n in change.added if not _class_member(cls, n)]
+    wanted = [n for n in state if change.state.fields.get(n) is not None]
+    unknown = [n for n in state if change.state.fields.get(n) is None]
     if hook is None and not change.added and not change.removed:
         return
     instances = live_instances([cls])
@@ -225,7 +230,9 @@ def fill(cls: type, change: Change, report: Any) -> None:
     name = cls.__qualname__
     if hook is not None:
         added, removed = tuple(change.added), tuple(change.removed)
+        filled: dict[str, int] = {}  # what the hook stored that the instance lacked
         for instance in instances:
+            had = set(getattr(instance, "__dict__", None) or ())
             try:
                 getattr(instance, HOOK)(added, removed)
             except Exception as exc:
@@ -234,7 +241,10 @@ def fill(cls: type, change: Change, report: Any) -> None:
                     f"{type(exc).__name__}: {exc}; the instances after it were not updated"
                 )
                 return
-        report.migrated.append(f"{name}.{HOOK} on {_count(len(instances))}")
+            for attribute in getattr(instance, "__dict__", None) or ():
+                if attribute not in had and not _class_member(cls, attribute):
+                    filled[attribute] = filled.get(attribute, 0) + 1
+        report.migrated += [f"{name}.{a} on {_count(n)}" for a, n in filled.items()]
         return
     values: list[tuple[dict[str, Any], str, Any]] = []
     lacking: dict[str, int] = {}
@@ -276,6 +286,17 @@ def fill(cls: type, change: Change, report: Any) -> None:
             report.notes.append(
                 f"{name}.{attribute} is no longer a field; {_count(count)} made before keep it"
             )
+
+
+def _class_member(cls: type, name: str) -> bool:
+    """``name`` is no instance state: a dunder, or a method or descriptor the class defines
+    (found in the classes of its MRO without running any of their code)."""
+    if name.startswith("__") and name.endswith("__"):
+        return True
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return any("__get__" in k.__dict__ for k in type(klass.__dict__[name]).__mro__)
+    return False
 
 
 def _count(n: int) -> str:

@@ -458,7 +458,7 @@ class IPythonReloader:
         if not self.roots:
             return (
                 "watching nothing yet: the modules you import from outside the standard "
-                "library and site-packages will be"
+                "library and site-packages will be watched once a cell imports them"
             )
         how = "given" if self.explicit is not None else "where your modules were imported from"
         return f"watching {', '.join(self.roots)} ({how})"
@@ -483,7 +483,7 @@ class IPythonReloader:
             self._warned_autoreload = True
             log.warning(
                 "IPython's autoreload is on too: both would reload the same modules, "
-                "autoreload by running them again; turn it off with %%autoreload 0"
+                "autoreload by running them again; turn it off with %autoreload 0"
             )
 
     # --- the magic -------------------------------------------------------------------------

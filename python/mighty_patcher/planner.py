@@ -68,6 +68,7 @@ __all__ = [
     "class_plan",
     "plan_imports",
     "plan_module",
+    "reload_branch",
 ]
 
 Action = Literal["keep", "relocate", "redefine", "run", "follow", "restore", "defer"]
@@ -240,6 +241,28 @@ def _bound_by_import(alias: ast.alias) -> str:
     return alias.name.split(".")[0]
 
 
+def _calls_reloading(node: ast.expr) -> bool:
+    """``currently_reloading()`` (or ``mighty_patcher.currently_reloading()``)."""
+    func = node.func if isinstance(node, ast.Call) else None
+    return (isinstance(func, ast.Name) and func.id == "currently_reloading") or (
+        isinstance(func, ast.Attribute) and func.attr == "currently_reloading"
+    )
+
+
+def reload_branch(node: ast.stmt) -> list[ast.stmt] | None:
+    """Of a reload guard, ``if currently_reloading():`` or ``if not currently_reloading():``,
+    the statements a reload runs (``currently_reloading()`` is then true): the body of the
+    first, the ``else`` of the second (none without one). None for any other statement."""
+    if not isinstance(node, ast.If):
+        return None
+    test = node.test
+    if _calls_reloading(test):
+        return node.body
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return node.orelse if _calls_reloading(test.operand) else None
+    return None
+
+
 class _Names(ast.NodeVisitor):
     """Names a statement reads and assigns when it *executes* at this level: the bodies of
     functions and lambdas run later and are skipped (their decorators, defaults and
@@ -264,10 +287,7 @@ class _Names(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
-        func = node.func
-        if (isinstance(func, ast.Name) and func.id == "currently_reloading") or (
-            isinstance(func, ast.Attribute) and func.attr == "currently_reloading"
-        ):
+        if _calls_reloading(node):
             self.calls_reloading = True
         self.generic_visit(node)
 

@@ -27,7 +27,11 @@ from .engine import AfterHook, BeforeHook, Engine
 from .report import ReloadReport, install_default_handler, logger, show_pid
 from .sources import Sources
 
-__all__ = ["AutoReloader", "Watcher", "running_reloaders"]
+__all__ = ["AutoReloader", "Watcher", "currently_reloading", "running_reloaders"]
+
+#: True while a reload runs: ``mighty_patcher.currently_reloading``, also here beside the
+#: reloader.
+currently_reloading = native.currently_reloading
 
 PathArg = str | os.PathLike[str]
 
