@@ -982,10 +982,13 @@ def _machinery_refused(
     what = ", ".join(makers) or "__init_subclass__"
     methods = {m.name for m in plan.methods}
     fields = ", ".join(sorted(plan.update - methods)) or "its fields"
+    # (Whether the error is the edit's own, a dataclass field without a default after one
+    # with, or a registry refusing a second class of the name, only the user can tell.)
     return (
         f"{name}: made again for the changed {fields}, {what} raised "
-        f"{type(exc).__name__}: {exc}; the class keeps what it was made with until a "
-        f"restart, and its methods take the edit (a registry can let a reload through: "
+        f"{type(exc).__name__}: {exc}; the class keeps what it was made with, and its "
+        f"methods take the edit (an error of the edit: fix it and save; one that refuses "
+        f"to make the class twice: a restart, or let a reload through with "
         f"mighty_patcher.currently_reloading())"
     )
 
