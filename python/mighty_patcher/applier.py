@@ -764,6 +764,23 @@ class Applier:
                 node = next((s.node for s in self.plan.deleted if name in s.writes), None)
                 self.graveyard[name] = (value, node)
             self.report.deleted.append(name)
+        for stmt in self.plan.deleted:
+            if stmt.binding or not _had_effect(stmt.raw, self.module):
+                continue
+            if self.plan.running:
+                self.report.deferred.append(f"{self._where(stmt)} removed")
+                continue
+            # A call, a loop...: what it did when it ran cannot be taken back by the engine
+            # (a rule it registered); an adapter that knows it may.
+            event = hooks.StatementEvent(self.module, stmt.node)
+            hooks.call("removed_statement", event)
+            if event.undone:
+                self.report.deleted.append(stmt.label)
+            else:
+                self.report.needs_restart.append(
+                    f"{self._where(stmt)} is no longer in the file: what it did when it ran "
+                    f"stays until a restart"
+                )
 
     def move_closures(self) -> None:
         """Closures made before the edit from a code object that now has a new version move
@@ -866,6 +883,19 @@ def _has_machinery(cls: type, node: ast.ClassDef) -> bool:
 
 #: Class members that a later reload may bring back into the same object.
 _MEMBERS = (types.FunctionType, staticmethod, classmethod, property)
+
+
+def _had_effect(node: ast.stmt, module: types.ModuleType) -> bool:
+    """Whether a top-level statement may have done something when it ran: not a docstring,
+    ``pass`` or ``...``, nor the ``if __name__ == "__main__":`` block of an imported module."""
+    if isinstance(node, ast.Pass) or (
+        isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    ):
+        return False
+    main = ast.Compare(ast.Name("__name__", ast.Load()), [ast.Eq()], [ast.Constant("__main__")])
+    if isinstance(node, ast.If) and dump_nodes([node.test]) == dump_nodes([main]):
+        return module.__name__ == "__main__"
+    return True
 
 
 def _defined_in(func: types.FunctionType, node: ast.stmt) -> bool:
