@@ -439,6 +439,7 @@ class Applier:
         if changed is None and plan is not None and not plan.header:
             changed = None if new_node.decorator_list else set(plan.update)
         event = self._event("rebuilt", name, old, new_node, changed)
+        event.old_node = old_node
         try:
             hooks.call("before_definition", event)
         except native.NeedsRestart as exc:
@@ -448,7 +449,9 @@ class Applier:
                 self._patch_class_body(name, old, new_node, plan.methods_only(), old_node)
             return True
         if event.in_place and plan is not None and in_place:
-            # An adapter knows the machinery reads none of what changed: a body edit.
+            # An adapter knows the machinery reads none of what changed: a body edit (of
+            # what the running class does not have already).
+            plan = plan.without(event.unchanged)
             if self._patch_class_body(name, old, new_node, plan, old_node):
                 return True
         event.new = new = self.build(stmt, name)
@@ -772,9 +775,9 @@ class Applier:
                 continue
             # A call, a loop...: what it did when it ran cannot be taken back by the engine
             # (a rule it registered); an adapter that knows it may.
-            event = hooks.StatementEvent(self.module, stmt.node)
-            hooks.call("removed_statement", event)
-            if event.undone:
+            gone = hooks.StatementEvent(self.module, stmt.node)
+            hooks.call("removed_statement", gone)
+            if gone.undone:
                 self.report.deleted.append(stmt.label)
             else:
                 self.report.needs_restart.append(

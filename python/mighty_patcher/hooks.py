@@ -124,6 +124,13 @@ class DefinitionEvent:
     #: statement's header changed (``members`` is None then) or the body cannot run on its
     #: own.
     in_place: bool = False
+    #: ``before_definition`` of a class ``rebuilt`` with :attr:`in_place` set: the members
+    #: (of ``members``, or gone from the body) that the running class already has as the new
+    #: source says (an earlier change to them was refused and is now undone in the file, or
+    #: one never applied is removed): they are neither taken, removed nor reported.
+    unchanged: frozenset[str] = frozenset()
+    #: The definition's statement in the source last applied (a class ``rebuilt``), if known.
+    old_node: ast.stmt | None = None
     _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def on_rollback(self, undo: Callable[[], None]) -> None:

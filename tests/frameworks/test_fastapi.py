@@ -115,7 +115,7 @@ def test_fastapi_endpoints_models_dependencies_and_parameters(server):
     # it replaces under Starlette's ==): the route stays, with the new status, every time.
     for code in (201, 202, 203):
         app = app.replace('@app.get("/hello"', f'@app.get("/hello", status_code={code}', 1)
-        app = app.replace(f'status_code={code}, status_code={code - 1}', f'status_code={code}')
+        app = app.replace(f"status_code={code}, status_code={code - 1}", f"status_code={code}")
         s.write("app.py", app)
         s.wait_for("GET", "/hello", code, "v2")
 

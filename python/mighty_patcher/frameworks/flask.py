@@ -133,7 +133,9 @@ def _removed_rule(node: ast.stmt, namespace: dict[str, Any]) -> tuple[Any, str, 
         and isinstance(func.value, ast.Name)
     ):
         return None
-    given: dict[str, ast.expr] = dict(zip(("rule", "endpoint", "view_func"), call.args))
+    given: dict[str, ast.expr] = dict(
+        zip(("rule", "endpoint", "view_func"), call.args, strict=False)
+    )
     given.update((k.arg, k.value) for k in call.keywords if k.arg is not None)
     try:
         rule = ast.literal_eval(given["rule"])
