@@ -789,3 +789,29 @@ def test_a_thread_adding_names_while_a_failed_reload_is_rolled_back(project, mon
     assert "could not fully restore" not in report.error
     assert sorted(added) == ["in_class", "in_module"]  # both walks let the thread in
     assert m.C().f() == 1 and "BROKEN" not in vars(m)
+
+
+def test_a_removed_call_statement_says_what_it_did_stays_until_a_restart(project):
+    # (found by trying the product as a user: a removed add_url_rule(...) said "no change to
+    # apply", and its route still answered)
+    project.write(
+        "registry",
+        """
+        HANDLERS = []
+        def f():
+            pass
+        HANDLERS.append(f)
+        if __name__ == "__main__":
+            HANDLERS.append(print)
+        """,
+    )
+    registry = project.module("registry")
+    project.start()
+    (report,) = project.save("registry", "HANDLERS = []\ndef f():\n    pass\n")
+    assert report.ok and report.deleted == [] and report.rerun == []
+    (said,) = report.needs_restart
+    assert said.endswith(
+        '"HANDLERS.append(f)" is no longer in the file: what it did when it ran stays until a '
+        "restart"
+    )
+    assert "needs a restart" in report.summary() and registry.HANDLERS == [registry.f]

@@ -447,6 +447,7 @@ class Applier:
         if changed is None and plan is not None and not plan.header:
             changed = None if new_node.decorator_list else set(plan.update)
         event = self._event("rebuilt", name, old, new_node, changed)
+        event.old_node = old_node
         try:
             hooks.call("before_definition", event)
         except native.NeedsRestart as exc:
@@ -456,7 +457,9 @@ class Applier:
                 self._patch_class_body(name, old, new_node, plan.methods_only(), old_node)
             return True
         if event.in_place and plan is not None and in_place:
-            # An adapter knows the machinery reads none of what changed: a body edit.
+            # An adapter knows the machinery reads none of what changed: a body edit (of
+            # what the running class does not have already).
+            plan = plan.without(event.unchanged)
             if self._patch_class_body(name, old, new_node, plan, old_node):
                 return True
         try:
@@ -813,6 +816,23 @@ class Applier:
                 node = next((s.node for s in self.plan.deleted if name in s.writes), None)
                 self.graveyard[name] = (value, node)
             self.report.deleted.append(name)
+        for stmt in self.plan.deleted:
+            if stmt.binding or not _had_effect(stmt.raw, self.module):
+                continue
+            if self.plan.running:
+                self.report.deferred.append(f"{self._where(stmt)} removed")
+                continue
+            # A call, a loop...: what it did when it ran cannot be taken back by the engine
+            # (a rule it registered); an adapter that knows it may.
+            gone = hooks.StatementEvent(self.module, stmt.node)
+            hooks.call("removed_statement", gone)
+            if gone.undone:
+                self.report.deleted.append(stmt.label)
+            else:
+                self.report.needs_restart.append(
+                    f"{self._where(stmt)} is no longer in the file: what it did when it ran "
+                    f"stays until a restart"
+                )
         self._note_unbound_reads()
 
     def _note_unbound_reads(self) -> None:
@@ -1011,6 +1031,19 @@ def _tuple_fields_changed(name: str, old: type, new: type) -> str | None:
 
 #: Class members that a later reload may bring back into the same object.
 _MEMBERS = (types.FunctionType, staticmethod, classmethod, property)
+
+
+def _had_effect(node: ast.stmt, module: types.ModuleType) -> bool:
+    """Whether a top-level statement may have done something when it ran: not a docstring,
+    ``pass`` or ``...``, nor the ``if __name__ == "__main__":`` block of an imported module."""
+    if isinstance(node, ast.Pass) or (
+        isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    ):
+        return False
+    main = ast.Compare(ast.Name("__name__", ast.Load()), [ast.Eq()], [ast.Constant("__main__")])
+    if isinstance(node, ast.If) and dump_nodes([node.test]) == dump_nodes([main]):
+        return module.__name__ == "__main__"
+    return True
 
 
 def _defined_in(func: types.FunctionType, node: ast.stmt) -> bool:

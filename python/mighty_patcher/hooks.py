@@ -20,6 +20,12 @@ Events, in the order a reload makes them:
   the reload still applies. For a class rebuild, setting :attr:`DefinitionEvent.in_place`
   there patches the changed statements in place instead.
 - :meth:`Adapter.after_definition`: the change was made.
+- :meth:`Adapter.removed_statement`: a top-level statement that is neither a definition nor
+  a binding (a call: ``app.add_url_rule(...)``) is gone from the file, removed or changed (its
+  new version ran before): what it did when it ran stays, and the report says so as needing
+  a restart, unless an adapter undoes it (setting :attr:`StatementEvent.undone`; the report
+  then lists it as deleted). What it changes is undone on a rollback through
+  :meth:`ReloadEvent.on_rollback` (``before_reload``).
 - :meth:`Adapter.inner_function`: the function a framework object holds (a Click command's
   callback), so that a body edit patches it in place without running the decorator again.
 - :meth:`Adapter.merge`: decorators ran again and made a new framework object of the same
@@ -52,6 +58,7 @@ __all__ = [
     "AdapterError",
     "DefinitionEvent",
     "ReloadEvent",
+    "StatementEvent",
     "active",
     "register",
     "unregister",
@@ -117,11 +124,29 @@ class DefinitionEvent:
     #: statement's header changed (``members`` is None then) or the body cannot run on its
     #: own.
     in_place: bool = False
+    #: ``before_definition`` of a class ``rebuilt`` with :attr:`in_place` set: the members
+    #: (of ``members``, or gone from the body) that the running class already has as the new
+    #: source says (an earlier change to them was refused and is now undone in the file, or
+    #: one never applied is removed): they are neither taken, removed nor reported.
+    unchanged: frozenset[str] = frozenset()
+    #: The definition's statement in the source last applied (a class ``rebuilt``), if known.
+    old_node: ast.stmt | None = None
     _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def on_rollback(self, undo: Callable[[], None]) -> None:
         """``undo()`` runs if the reload fails and is rolled back."""
         self._undo.append(undo)
+
+
+@dataclass
+class StatementEvent:
+    """A top-level statement, not a definition nor a binding, gone from a module's file."""
+
+    module: types.ModuleType
+    #: The statement, as the source last applied had it.
+    node: ast.stmt
+    #: Set by an adapter that undid what the statement did (a rule it added leaves the map).
+    undone: bool = False
 
 
 class Adapter:
@@ -145,6 +170,9 @@ class Adapter:
         pass
 
     def after_definition(self, event: DefinitionEvent) -> None:
+        pass
+
+    def removed_statement(self, event: StatementEvent) -> None:
         pass
 
     def inner_function(self, obj: Any) -> Any:
@@ -203,7 +231,7 @@ class AdapterError(Exception):
     """A framework adapter failed while a reload was applied: the reload is rolled back."""
 
 
-def call(method: str, event: ReloadEvent | DefinitionEvent) -> None:
+def call(method: str, event: ReloadEvent | DefinitionEvent | StatementEvent) -> None:
     """``adapter.<method>(event)`` for every active adapter in use. ``NeedsRestart`` (a change
     refused) goes to the caller as it is; any other exception fails the reload (rolled back,
     nothing half-applied) as an :class:`AdapterError` naming the adapter and the cause (the

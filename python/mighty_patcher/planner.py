@@ -355,6 +355,12 @@ class _Names(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+def _writes(node: ast.stmt) -> frozenset[str]:
+    names = _Names()
+    names.visit(node)
+    return frozenset(names.writes)
+
+
 def _header_reads(node: ast.stmt) -> frozenset[str]:
     names = _Names()
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -824,6 +830,21 @@ class ClassPlan:
             body=list(self.methods),
             fields=False,
             methods=list(self.methods),
+        )
+
+    def without(self, names: frozenset[str]) -> ClassPlan:
+        """This plan without the members ``names`` (and the statements that only make them)."""
+        if not names:
+            return self
+        return ClassPlan(
+            header=self.header,
+            update=self.update - names,
+            added=self.added - names,
+            remove=self.remove - names,
+            relocated=self.relocated,
+            body=[n for n in self.body if not _writes(n) or not _writes(n) <= names],
+            fields=self.fields,
+            methods=self.methods,
         )
 
 

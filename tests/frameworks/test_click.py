@@ -68,3 +68,92 @@ def test_a_command_body_a_new_option_and_a_new_command_work_at_the_next_invocati
     assert report["added"] == ["stop"]
     assert p.eval("run('stop')") == "stopped\n"
     assert "Usage" in p.eval("run('--help')") and "stop" in p.eval("run('--help')")
+
+
+GROUP = """
+import click
+
+@click.group()
+def cli():
+    pass
+
+@cli.command()
+def a():
+    click.echo("a ran")
+
+@cli.command()
+def b():
+    click.echo("b ran")
+"""
+
+#: The program calls its group as a loop of a command-line tool does.
+RUNS = """
+import click
+import tool
+def run(*args):
+    try:
+        tool.cli.main(list(args), prog_name="tool", standalone_mode=False)
+    except click.UsageError as exc:
+        click.echo(f"usage error: {exc.format_message()}")
+    except SystemExit:
+        pass
+"""
+
+
+def _need_click() -> None:
+    try:
+        import click  # noqa: F401
+    except ImportError:
+        require(False, "click is not installed")
+
+
+def _output(p, *args: str) -> str:
+    p.exec(
+        "import contextlib, io\n"
+        "_out = io.StringIO()\n"
+        f"with contextlib.redirect_stdout(_out):\n    run(*{list(args)!r})\n"
+    )
+    return p.eval("_out.getvalue()")
+
+
+def test_a_command_deleted_from_its_group_is_gone_at_the_next_invocation(program, tmp_path):
+    # (found by trying the product as a user: "deleted a" was reported, and `a` still ran)
+    _need_click()
+    write(tmp_path / "tool.py", GROUP)
+    p = program(RUNS)
+    assert _output(p, "a") == "a ran\n"
+
+    write(
+        tmp_path / "tool.py",
+        GROUP.replace('@cli.command()\ndef a():\n    click.echo("a ran")\n', ""),
+    )
+    (report,) = p.wait_reload()
+    assert report["deleted"] == ["a"] and report["needs_restart"] == []
+    assert _output(p, "a") == "usage error: No such command 'a'.\n"
+    assert _output(p, "b") == "b ran\n"
+    assert _output(p, "--help").split("Commands:")[1].split() == ["b"]
+
+
+def test_a_command_renamed_by_its_decorator_leaves_its_old_name(program, tmp_path):
+    # (found by trying the product as a user: both the old and the new name ran it)
+    _need_click()
+    write(tmp_path / "tool.py", GROUP)
+    p = program(RUNS + "held = tool.b\n")
+    assert _output(p, "b") == "b ran\n"
+
+    write(
+        tmp_path / "tool.py",
+        GROUP.replace("@cli.command()\ndef b", '@cli.command(name="c")\ndef b'),
+    )
+    (report,) = p.wait_reload()
+    assert report["patched"] == ["b"] and report["needs_restart"] == []
+    assert _output(p, "c") == "b ran\n"
+    assert _output(p, "b") == "usage error: No such command 'b'.\n"
+    assert sorted(p.eval("list(tool.cli.commands)")) == ["a", "c"]
+    assert p.eval("tool.cli.commands['c'] is held is tool.b")
+    assert _output(p, "--help").split("Commands:")[1].split() == ["a", "c"]
+
+    # Back to its old name: the group holds it as before.
+    write(tmp_path / "tool.py", GROUP)
+    (report,) = p.wait_reload()
+    assert _output(p, "b") == "b ran\n" and sorted(p.eval("list(tool.cli.commands)")) == ["a", "b"]

@@ -822,3 +822,61 @@ def test_templates_are_djangos_own_business(site: Path):
         server.assert_no_warning()
     finally:
         server.close()
+
+
+def test_model_changes_are_compared_with_the_fields_the_model_runs_with(server: Server):
+    # (found by trying the product as a user: a refused field change undone in the file was
+    # refused again; a refused field removed again was reported as "deleted")
+    models = server.root / "polls" / "models.py"
+    running = models.read_text()
+    server.save("polls/models.py", "CharField(max_length=200)\n", "CharField(max_length=300)\n")
+    line = server.wait_log(r"reloaded polls\.models")
+    assert "needs a restart: polls.Question: field question_text changed;" in line
+
+    # Back as the model runs, with a method edit: the edit applies, nothing needs a restart.
+    server.save(
+        "polls/models.py",
+        {
+            "CharField(max_length=300)\n": "CharField(max_length=200)\n",
+            "return self.question_text\n": "return 'str v2'\n",
+        },
+    )
+    line = server.wait_log(r"reloaded polls\.models")
+    assert "patched Question.__str__;" in line and "restart" not in line
+    assert "note: polls.Question is back to the fields it runs with" in line
+    assert server.get("/polls/q/1/").startswith("str v2 | WHAT'S UP?")
+
+    # A field added is refused; removed again, it was never there: nothing is "deleted".
+    server.save(
+        "polls/models.py",
+        "    pub_date = models",
+        "    stock = models.IntegerField(default=5)\n    pub_date = models",
+    )
+    line = server.wait_log(r"reloaded polls\.models")
+    assert "needs a restart: polls.Question: field stock added;" in line
+    server.save("polls/models.py", "    stock = models.IntegerField(default=5)\n", "")
+    line = server.wait_log(r"reloaded polls\.models")
+    assert "deleted" not in line and "restart" not in line, line
+
+    # A backup restored over refused edits: only what differs from the running model is said.
+    server.save(
+        "polls/models.py",
+        {
+            "CharField(max_length=200)\n": "CharField(max_length=250)\n",
+            "    pub_date = models": '    author = models.CharField(max_length=5, default="")\n'
+            "    pub_date = models",
+        },
+    )
+    server.wait_log(r"reloaded polls\.models: .*field author added")
+    with server._lock:
+        server.seen = len(server.lines)
+    models.write_text(
+        running.replace(
+            "    pub_date = models",
+            '    color = models.CharField(max_length=9, default="")\n    pub_date = models',
+        )
+    )
+    line = server.wait_log(r"reloaded polls\.models")
+    assert "needs a restart: polls.Question: field color added; Django built" in line, line
+    assert server.get("/polls/q/1/") == "What's up? | WHAT'S UP? | registered=True"
+    server.assert_no_warning()

@@ -306,3 +306,43 @@ def test_a_request_sorting_the_rules_while_a_reload_walks_them(project, monkeypa
     assert client.get("/new").text == "moving"
     assert client.get("/old").status_code == 404
     assert answers == [200]
+
+
+def test_an_add_url_rule_removed_or_changed_in_a_module_takes_its_rule_along(server):
+    # (found by trying the product as a user: the removed rule still answered, "no change to
+    # apply"; a changed one left the old URL answering beside the new one)
+    shop = SHOP + (
+        '\ndef ping():\n    return "pong"\n\ndef extra():\n    return "extra"\n\n'
+        'bp.add_url_rule("/ping", "ping", ping)\nbp.add_url_rule("/aa", "aa", extra)\n'
+    )
+    s = server({"app.py": APP, "shop.py": shop})
+    assert s.get("/shop/ping") == (200, "pong") and s.get("/shop/aa") == (200, "extra")
+
+    start = s.mark()
+    shop = shop.replace('bp.add_url_rule("/ping", "ping", ping)\n', "")
+    s.write("shop.py", shop)
+    line = s.wait_log("reloaded shop", start)
+    assert 'deleted bp.add_url_rule("/ping", "ping", ping)' in line and "restart" not in line
+    assert s.get("/shop/ping")[0] == 404 and s.get("/shop/aa") == (200, "extra")
+
+    start = s.mark()
+    shop = shop.replace(
+        'bp.add_url_rule("/aa", "aa", extra)', 'bp.add_url_rule("/bb", "aa", extra)'
+    )
+    s.write("shop.py", shop)
+    line = s.wait_log("reloaded shop", start)
+    assert 're-ran bp.add_url_rule("/bb", "aa", extra)' in line and "restart" not in line
+    assert s.get("/shop/bb") == (200, "extra") and s.get("/shop/aa")[0] == 404
+
+    # One the adapter cannot read (a rule made at run time) is said to stay.
+    start = s.mark()
+    shop = shop.replace(
+        'bp.add_url_rule("/bb", "aa", extra)', 'bp.add_url_rule("/b" + "b", "aa", extra)'
+    )
+    s.write("shop.py", shop)
+    s.wait_log("reloaded shop", start)
+    shop = shop.replace('bp.add_url_rule("/b" + "b", "aa", extra)\n', "")
+    s.write("shop.py", shop)
+    line = s.wait_log("needs a restart", start)
+    assert 'shop.py:19 "bp.add_url_rule("/b" + "b", "aa", extra)" is no longer in the file' in line
+    assert "Traceback" not in s.log, s.log

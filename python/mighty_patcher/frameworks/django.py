@@ -79,6 +79,9 @@ class DjangoAdapter(Adapter):
         #: Middleware hooks a middleware class had before its change.
         self._middleware: dict[int, tuple[Any, ...]] = {}
         self._admin_changed = False
+        #: By model label: the class-body statements (syntax dumps) of the fields, managers
+        #: and Meta the running model was built from (every change to them is refused).
+        self._built: dict[str, dict[str, str]] = {}
 
     def in_use(self) -> bool:
         # A program may import Django without being a Django project (a library that uses a
@@ -190,22 +193,39 @@ class DjangoAdapter(Adapter):
         node = event.node
         if not isinstance(node, ast.ClassDef):
             return
+        # What the model runs with is what its statement said before its first refused
+        # change: the file is compared with that, not with the last save.
+        built = self._built.get(label)
+        if built is None and isinstance(event.old_node, ast.ClassDef):
+            built = self._built[label] = _model_statements(model, event.old_node)
         if event.members is None:
             # Its header changed (bases, decorators, keywords), or there is no earlier
             # statement to compare with: the fields it adds or removes can still be named.
-            reason = _model_changes(model, node, frozenset(), event.module)
+            reason = _model_changes(model, node, frozenset(), event.module, built)
             raise NeedsRestart(
                 reason
                 or f"{label}: its class statement changed (bases, decorators or keywords): "
                 f"Django built the model when it started; restart to apply (and run "
                 f"makemigrations if it changes the schema)"
             )
-        reason = _model_changes(model, node, event.members, event.module)
+        reason = _model_changes(model, node, event.members, event.module, built)
         if reason is not None:
             raise NeedsRestart(reason)
         # Nothing ModelBase reads changed (a new property, @admin.display arguments, a
-        # constant): patched into the model in place, as a method body edit is.
+        # constant): patched into the model in place, as a method body edit is; what the
+        # model has already (a refused change undone) is left as it is.
         event.in_place = True
+        if built is not None and isinstance(event.old_node, ast.ClassDef):
+            now = _statements(node)
+            gone = set(_statements(event.old_node)) - set(now)
+            event.unchanged = frozenset(
+                name
+                for name in set(event.members) | gone
+                if (name in built and built[name] == now.get(name))
+                or (name in gone and name not in built and name not in vars(model))
+            )
+            if event.unchanged:
+                self._note(f"{label} is back to the fields it runs with")
 
     # --- admin -----------------------------------------------------------------------------
 
@@ -321,11 +341,49 @@ class DjangoAdapter(Adapter):
 # --- models ----------------------------------------------------------------------------------
 
 
+def _statements(node: ast.ClassDef) -> dict[str, str]:
+    """The statements of a class body that bind one name, by that name (syntax dumps)."""
+    found = {}
+    for stmt in node.body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+            target: ast.expr = stmt.targets[0]
+        elif isinstance(stmt, ast.AnnAssign):
+            target = stmt.target
+        elif isinstance(stmt, ast.ClassDef):
+            target = ast.Name(stmt.name)
+        else:
+            continue
+        if isinstance(target, ast.Name):
+            found[target.id] = ast.dump(stmt, include_attributes=False)
+    return found
+
+
+def _model_statements(model: Any, node: ast.ClassDef) -> dict[str, str]:
+    """Of ``_statements(node)``: those of the fields, managers and Meta of ``model``."""
+    own, _ = _own_fields(model)
+    managers = {m.name for m in model._meta.local_managers}
+    return {n: s for n, s in _statements(node).items() if n in own | managers | {"Meta"}}
+
+
 def _model_changes(
-    model: Any, node: ast.ClassDef, members: frozenset[str], module: Any
+    model: Any,
+    node: ast.ClassDef,
+    members: frozenset[str],
+    module: Any,
+    built: dict[str, str] | None = None,
 ) -> str | None:
     """Why the edit of ``model``'s class body needs a migration or a restart (fields, Meta,
-    managers, or what may be one of them), or None when ModelBase reads none of it."""
+    managers, or what may be one of them), or None when ModelBase reads none of it.
+    ``built``: the statements the running model was made from (:func:`_model_statements`);
+    a field, manager or Meta is changed when it differs from those, else when in
+    ``members`` (changed since the last save)."""
+    now = _statements(node)
+
+    def differs(name: str) -> bool:
+        if built is None or (name not in built and name not in now):
+            return name in members
+        return now.get(name) != built.get(name)
+
     opts = model._meta
     own, inherited = _own_fields(model)
     managers = {m.name for m in opts.local_managers if not getattr(m, "auto_created", False)}
@@ -351,20 +409,20 @@ def _model_changes(
     for name in sorted(own):
         if name not in assigned and name not in inherited:
             removed.append(name)
-        elif name in assigned and name in members:
+        elif name in assigned and differs(name):
             changed.append(name)
     for name in sorted(managers):
         if name not in assigned:
             parts.append(f"manager {name} removed")
-        elif name in members:
+        elif differs(name):
             parts.append(f"manager {name} changed")
+    if differs("Meta"):
+        parts.append("Meta changed")
     unknown = []
     # Every field of the class body that the model lacks, changed now or in an earlier save
     # refused then: what the file says is what a migration will be made from.
-    for name in sorted((set(members) | set(assigned)) - own - managers):
-        if name == "Meta" and name in members:
-            parts.append("Meta changed")
-        elif name in assigned:
+    for name in sorted((set(members) | set(assigned)) - own - managers - {"Meta"}):
+        if name in assigned:
             kind = _kind(assigned[name], scope)
             if kind == "field":
                 added.append(name)

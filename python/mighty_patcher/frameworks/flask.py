@@ -17,12 +17,15 @@ the first request was served.
   ones; the URL map then calls the function the module holds (the engine keeps it, running
   the new code). A changed ``@app.errorhandler(...)``/``@app.before_request`` likewise.
 - A view, error handler or hook removed from the file leaves the URL map and the handler
-  lists.
+  lists. So does the rule of an ``app.add_url_rule(...)``/``bp.add_url_rule(...)`` statement
+  removed from a module (not the running script) or changed (its new rule answers, the old
+  one 404), when its rule and endpoint are literals and its view a name.
 
 Everything is undone if the reload fails."""
 
 from __future__ import annotations
 
+import ast
 import logging
 import types
 from collections import defaultdict
@@ -34,7 +37,7 @@ from flask.sansio.blueprints import Blueprint
 from flask.sansio.scaffold import Scaffold
 from werkzeug.routing.matcher import StateMachineMatcher
 
-from ..hooks import Adapter, DefinitionEvent, ReloadEvent
+from ..hooks import Adapter, DefinitionEvent, ReloadEvent, StatementEvent
 from . import module_globals
 
 __all__ = ["FlaskAdapter"]
@@ -114,6 +117,37 @@ def _url_rule_call(deferred: Any) -> dict[str, Any] | None:
     except ValueError:
         return None
     return values if "rule" in values else None
+
+
+def _removed_rule(node: ast.stmt, namespace: dict[str, Any]) -> tuple[Any, str, str] | None:
+    """``X.add_url_rule(rule, endpoint, view_func, ...)`` as a statement: (what ``X`` names
+    now, the rule, the endpoint), when the rule and endpoint are literals (or the endpoint
+    comes from a view function named by a name); None for any other statement."""
+    if not isinstance(node, ast.Expr) or not isinstance(node.value, ast.Call):
+        return None
+    call = node.value
+    func = call.func
+    if not (
+        isinstance(func, ast.Attribute)
+        and func.attr == "add_url_rule"
+        and isinstance(func.value, ast.Name)
+    ):
+        return None
+    given: dict[str, ast.expr] = dict(
+        zip(("rule", "endpoint", "view_func"), call.args, strict=False)
+    )
+    given.update((k.arg, k.value) for k in call.keywords if k.arg is not None)
+    try:
+        rule = ast.literal_eval(given["rule"])
+        endpoint = ast.literal_eval(given["endpoint"]) if "endpoint" in given else None
+    except (KeyError, ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    view = given.get("view_func")
+    if endpoint is None and isinstance(view, ast.Name):
+        endpoint = getattr(namespace.get(view.id), "__name__", None)
+    if not isinstance(rule, str) or not isinstance(endpoint, str):
+        return None
+    return namespace.get(func.value.id), rule, endpoint
 
 
 # A request's first match after the URL map changed sorts each endpoint's list of rules in
@@ -368,6 +402,61 @@ class FlaskAdapter(Adapter):
             if isinstance(scaffold, Blueprint):
                 for deferred in scaffold.deferred_functions:
                     _swap_cells(deferred, new, old)
+
+    # --- statements ------------------------------------------------------------------------
+
+    def removed_statement(self, event: StatementEvent) -> None:
+        """An ``add_url_rule(...)`` statement gone from the file: the rule it added leaves
+        the URL map (the rules a changed version of it added in this reload stay)."""
+        snapshot = self._snapshot
+        found = _removed_rule(event.node, vars(event.module))
+        if snapshot is None or found is None:
+            return
+        scaffold, rule, endpoint = found
+        if isinstance(scaffold, flask.Flask) and scaffold in self._apps:
+            event.undone = self._drop_rule(scaffold, endpoint, rule, snapshot)
+        elif isinstance(scaffold, Blueprint) and scaffold in self._blueprints:
+            before = {id(d) for d in snapshot.deferred(scaffold)}
+            gone = [
+                d
+                for d in scaffold.deferred_functions
+                if id(d) in before
+                and (call := _url_rule_call(d)) is not None
+                and call["rule"] == rule
+                and (call.get("endpoint") or getattr(call.get("view_func"), "__name__", None))
+                == endpoint
+            ]
+            if not gone:
+                return
+            scaffold.deferred_functions[:] = [
+                d for d in scaffold.deferred_functions if d not in gone
+            ]
+            for reg in self._registrations:
+                if reg.blueprint is scaffold:
+                    prefix = reg.options["url_prefix"]
+                    made = rule
+                    if prefix is not None:
+                        made = "/".join((prefix.rstrip("/"), rule.lstrip("/"))) if rule else prefix
+                    self._drop_rule(reg.app, f"{reg.name}.{endpoint}", made, snapshot)
+            event.undone = True
+
+    @staticmethod
+    def _drop_rule(app: flask.Flask, endpoint: str, rule: str, snapshot: _Snapshot) -> bool:
+        """Removes the rules ``rule`` of ``endpoint`` that the map held before the reload;
+        the endpoint goes with its last rule. True if there was one."""
+        before = {id(r) for r in snapshot.lists(app, "rules").get(endpoint, [])}
+        with app.url_map._remap_lock:
+            rules = app.url_map._rules_by_endpoint.get(endpoint, [])
+            kept = [r for r in rules if id(r) not in before or r.rule != rule]
+            if len(kept) == len(rules):
+                return False
+            if kept:
+                rules[:] = kept
+            else:
+                del app.url_map._rules_by_endpoint[endpoint]
+                app.view_functions.pop(endpoint, None)
+            _rebuild_matcher(app.url_map)
+        return True
 
     # --- blueprints ------------------------------------------------------------------------
 
