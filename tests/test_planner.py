@@ -155,6 +155,11 @@ def test_a_running_module_runs_no_statement_but_literal_constants():
     assert actions(plan(old, new))["cart = make(2)"] == "run"
 
 
+def test_a_running_module_takes_a_chained_constant():
+    p = plan("A = B = 1\n", "A = B = 2\n", running=True)
+    assert actions(p) == {"A = B = 2": "run"}
+
+
 def test_a_running_module_defers_a_changed_container_literal():
     # ``results = []`` is the program's state: a new initial value comes at the next start.
     old = "NAMES = ('a',)\nresults = []\nseen = {}\n"
@@ -331,6 +336,10 @@ def test_a_class_body_edit_leaves_header_and_fields_alone():
     moved = cplan(two, "class E(Enum):\n    BLUE = 2\n    RED = 1\n")
     assert moved.fields, "the order of fields counts (dataclass arguments, enum members)"
     assert cplan(old, old.replace("(Base)", "(Base, Mixin)")).header
+    # In a class body an annotation is a field (a dataclass's, a ClassVar): a change of it
+    # alone is a change, unlike at module level.
+    annotated = cplan(old, old.replace("x: int = 0", "x: ClassVar[int] = 0"))
+    assert annotated.fields and annotated.update == {"x"}
 
 
 def test_a_rebound_name_reaches_importers_that_hold_its_old_value_level_by_level():

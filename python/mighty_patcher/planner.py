@@ -544,8 +544,10 @@ def _definition_keys(stmts: list[Stmt]) -> dict[tuple[str, str, int], Stmt]:
     return keyed
 
 
-def match(old: list[Stmt], new: list[Stmt]) -> dict[int, Stmt]:
-    """For each new statement (by position), its old partner."""
+def match(old: list[Stmt], new: list[Stmt], *, by_value: bool = False) -> dict[int, Stmt]:
+    """For each new statement (by position), its old partner. ``by_value`` (a module's body,
+    not a class's, where an annotation may be a field): an assignment whose annotation alone
+    changed is its old self."""
     partners: dict[int, Stmt] = {}
     old_defs = _definition_keys(old)
     new_defs = _definition_keys(new)
@@ -594,15 +596,15 @@ def match(old: list[Stmt], new: list[Stmt]) -> dict[int, Stmt]:
                 unmatched.append(i)
         # Last, an assignment whose annotation alone changed (``results = []`` became
         # ``results: list = []``): its value is not made again.
-        if unmatched:
-            by_value: dict[tuple[str, str], list[Stmt]] = {}
+        if unmatched and by_value:
+            values: dict[tuple[str, str], list[Stmt]] = {}
             for s in old:
                 value_key = _value_key(s)
                 if value_key is not None and id(s) not in used:
-                    by_value.setdefault(value_key, []).append(s)
+                    values.setdefault(value_key, []).append(s)
             for i in unmatched:
                 value_key = _value_key(new[i])
-                candidates = by_value.get(value_key, []) if value_key is not None else []
+                candidates = values.get(value_key, []) if value_key is not None else []
                 if candidates:
                     partner = candidates.pop(0)
                     used.add(id(partner))
@@ -626,14 +628,18 @@ def same_header(old: ast.stmt, new: ast.stmt) -> bool:
 
 
 def _constant_assignment(node: ast.stmt) -> bool:
-    """``NAME = <literal>`` (or annotated) of an immutable value: evaluating it runs nothing
-    of the program's and makes nothing the program could have added to (``results = []``
-    is the program's state, not a constant)."""
-    target_value = _single_assignment(node)
-    if target_value is None:
-        return False
+    """``NAME = <literal>`` (or annotated, or ``A = B = <literal>``) of an immutable value:
+    evaluating it runs nothing of the program's and makes nothing the program could have
+    added to (``results = []`` is the program's state, not a constant)."""
+    if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+        expr: ast.expr = node.value
+    else:
+        target_value = _single_assignment(node)
+        if target_value is None:
+            return False
+        expr = target_value[1]
     try:
-        value = ast.literal_eval(target_value[1])
+        value = ast.literal_eval(expr)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False
     return _immutable(value)
@@ -707,6 +713,7 @@ def plan_body(
     *,
     seeds: Iterable[str] = (),
     running: bool = False,
+    module: bool = False,
 ) -> tuple[list[Step], list[Stmt], frozenset[str], list[tuple[Stmt, frozenset[str]]]]:
     """The steps for one body (a module's or a class's): steps, deleted statements, names
     removed, and the unchanged statements that read a name that may have been rebound but are
@@ -716,7 +723,7 @@ def plan_body(
     A name that a deleted statement bound and a statement that stays binds too gets that
     statement's value back, as a restart would give: its last binding statement is
     ``restore`` (``X = 2`` deleted after ``X = 1``; a def pasted twice, the copy deleted)."""
-    partners = match(old, new)
+    partners = match(old, new, by_value=module)
     matched = {id(p) for p in partners.values()}
     deleted = [s for s in old if id(s) not in matched]
     deleted_writes: set[str] = set().union(*(s.writes for s in deleted)) if deleted else set()
@@ -776,7 +783,7 @@ def plan_module(
     # new source only what changed is parsed.
     old_stmts, new_tree, new_stmts = _parsed.update(old_source, new_source, filename)
     steps, deleted, removed, not_rerun = plan_body(
-        old_stmts, new_stmts, seeds=seeds, running=running
+        old_stmts, new_stmts, seeds=seeds, running=running, module=True
     )
     changed = bool(deleted) or any(s.action not in ("keep", "defer", "follow") for s in steps)
     return Plan(
