@@ -386,7 +386,7 @@ def test_a_rebound_name_reaches_what_reads_it_through_its_module():
     assert table == [ImportedName("base", "base", ""), ImportedName("b", "base", "")]
     user = Importer("user", "user.py", source, table, frozenset({"base", "b"}))
     (step,) = plan_imports({"base": frozenset({"X"})}, [user])
-    assert step.rebind == [] and step.attributes == {"base.X", "b.X"}
+    assert step.rebind == [] and step.attributes == {("base.X", "base", "X"), ("b.X", "base", "X")}
     assert step.after == {"base"}
     assert actions(step.plan) == {
         "import base": "keep",

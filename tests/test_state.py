@@ -308,6 +308,28 @@ def test_a_constant_read_through_its_module_reruns_bindings_and_lists_loops(prog
     assert p.eval("(shop.Z, shop.V, shop.SEEN)") == (30, 4, [2, 2])
 
 
+def test_a_follower_through_a_module_runs_only_when_what_it_reads_really_changed(
+    program, tmp_path
+):
+    write(tmp_path / "cfg.py", "RATE = 20\n")
+    write(tmp_path / "mid.py", "import cfg\nCAP = min(cfg.RATE, 10)\n")
+    write(
+        tmp_path / "top.py",
+        "import mid\nCALLS = []\ndef register(x):\n    CALLS.append(x)\n    return object()\n"
+        "HANDLE = register(mid.CAP)\n",
+    )
+    p = program("import top\nhandle = top.HANDLE")
+    write(tmp_path / "cfg.py", "RATE = 30\n")  # CAP stays 10: top's registration stays
+    _, mid_report = p.wait_reload(2)
+    assert mid_report["rerun"] == ["CAP = min(cfg.RATE, 10)"]
+    assert p.eval("top.CALLS, top.HANDLE is handle") == ([10], True)
+    write(tmp_path / "cfg.py", "RATE = 5\n")  # CAP becomes 5: it follows
+    reports = p.wait_reload(3)
+    assert [r["module"] for r in reports] == ["cfg", "mid", "top"]
+    assert reports[-1]["rerun"] == ["HANDLE = register(mid.CAP)"]
+    assert p.eval("top.CALLS") == [10, 5]
+
+
 def test_a_reload_blocked_in_a_long_statement_says_where_it_is(program, tmp_path):
     write(tmp_path / "slow.py", "import time\nX = 1\n")
     p = program("import slow")

@@ -259,6 +259,8 @@ class Engine:
         steps = plan_imports(rebound, self._importers(before, by_name))
         reports: list[ReloadReport] = []
         failed: set[str] = set()
+        #: The names each module really rebound so far (a follower may leave a name as it was).
+        changed = {module: set(names) for module, names in rebound.items()}
         for step in steps:
             if step.after & failed:
                 failed.add(step.module)
@@ -270,14 +272,21 @@ class Engine:
             ]
             # (a follower in between may have left a name as it was: nothing to pass on)
             values = [(a, v) for a, v in values if module.__dict__.get(a, _MISSING) is not v]
-            if not values and not step.attributes:
+            attributes = frozenset(d for d, m, n in step.attributes if n in changed.get(m, ()))
+            if not values and not attributes:
                 continue
+            ns = module.__dict__
+            kept = {n: ns.get(n, _MISSING) for n in step.plan.rebinds}
             report = ReloadReport(
                 module=step.module, file=step.path, rebound=sorted(a for a, _ in values)
             )
             source = self.sources.baseline(step.path) or ""
             applied = self._apply(
-                step.plan, [module], step.path, source, source, report, values, step.attributes
+                step.plan, [module], step.path, source, source, report, values, attributes
+            )
+            changed.setdefault(step.module, set()).update(
+                [a for a, _ in values]
+                + [n for n, v in kept.items() if ns.get(n, _MISSING) is not v]
             )
             if not applied:
                 failed.add(step.module)

@@ -985,9 +985,10 @@ class FollowStep:
     plan: Plan
     #: The modules whose rebinding this step takes: if one of them failed, skip this step.
     after: frozenset[str]
-    #: ``alias.name`` for each rebound name of a module it holds as ``alias`` (``import m``):
-    #: its binding statements that read ``m.name`` follow it.
-    attributes: frozenset[str] = frozenset()
+    #: ``(alias.name, module, name)`` for each name rebound in a module it holds as ``alias``
+    #: (``import module as alias``): its binding statements that read ``alias.name`` follow it
+    #: (those of the names the modules before it in the plan really rebound, as for copies).
+    attributes: frozenset[tuple[str, str, str]] = frozenset()
 
 
 def plan_imports(
@@ -1012,17 +1013,18 @@ def plan_imports(
                 continue  # reloaded itself: it runs its own source
             done = taken.setdefault(importer.name, set())
             rebind: list[tuple[str, str, str]] = []
-            attributes: set[str] = set()
-            through: set[str] = set()
+            attributes: set[tuple[str, str, str]] = set()
             for imported in importer.imports:
                 names = reached.get(imported.module)
                 if not names:
                     continue
                 if not imported.name:  # import m: what reads m.name follows it
                     if imported.alias in importer.copies:
-                        dotted = {f"{imported.alias}.{n}" for n in names} - done
-                        attributes |= dotted
-                        through |= {imported.module} if dotted else set()
+                        attributes |= {
+                            (f"{imported.alias}.{n}", imported.module, n)
+                            for n in names
+                            if f"{imported.alias}.{n}" not in done
+                        }
                     continue
                 if imported.name == "*":
                     pairs = [(n, n) for n in sorted(names) if not n.startswith("_")]
@@ -1036,17 +1038,18 @@ def plan_imports(
             if not rebind and not attributes:
                 continue
             aliases = frozenset(alias for alias, _, _ in rebind)
-            done |= aliases | attributes
+            dotted = frozenset(d for d, _, _ in attributes)
+            done |= aliases | dotted
             plan = plan_module(
                 importer.source,
                 importer.source,
                 importer.path,
-                seeds=aliases | attributes,
+                seeds=aliases | dotted,
                 running=importer.running,
             )
             if not rebind and not plan.not_rerun and all(s.action != "follow" for s in plan.steps):
                 continue  # nothing there reads the attributes at import
-            after = frozenset(module for _, module, _ in rebind) | through
+            after = frozenset(module for _, module, _ in [*rebind, *attributes])
             result.append(
                 FollowStep(importer.name, importer.path, rebind, plan, after, frozenset(attributes))
             )
