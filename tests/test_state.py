@@ -189,6 +189,33 @@ def test_a_rename_that_leaves_a_top_level_reader_of_the_old_name_says_a_restart_
     assert p.eval("shop.SEEN") == [0, 2, 4]
 
 
+def test_a_deletion_says_nothing_it_is_not_sure_of_and_keeps_what_functions_set(program, tmp_path):
+    source = (
+        "from __future__ import annotations\n\nclass Foo:\n    pass\n\n"
+        "def old_helper():\n    return 1\n\nCONFIG = None\n\n"
+        "def init():\n    global CONFIG\n    CONFIG = {'rate': 2}\n\n"
+        "def g(a: Foo):\n    return a\n\nx: Foo | None = None\n\n"
+        "try:\n    old_helper()\nexcept NameError:\n    pass\n"
+    )
+    write(tmp_path / "mod.py", source)
+    p = program("import mod\nmod.init()")
+    edited = (
+        source.replace("class Foo:\n    pass\n", "")
+        .replace("def old_helper():\n    return 1\n", "")
+        .replace("CONFIG = None\n", "")
+    )
+    write(tmp_path / "mod.py", edited)
+    (report,) = p.wait_reload()
+    # An annotation never evaluated and a guarded call would not fail at the next start;
+    # CONFIG is the program's (init() sets it): it stays.
+    assert report["ok"] and report["deleted"] == ["Foo", "old_helper"]
+    assert report["notes"] == [
+        "CONFIG kept: no line of the file binds it at import any more, but a function sets it "
+        "at run time (global CONFIG)"
+    ]
+    assert p.eval("mod.CONFIG") == {"rate": 2}
+
+
 REFUSING = """
 from dataclasses import dataclass
 
@@ -308,9 +335,7 @@ def test_a_constant_read_through_its_module_reruns_bindings_and_lists_loops(prog
     assert p.eval("(shop.Z, shop.V, shop.SEEN)") == (30, 4, [2, 2])
 
 
-def test_a_follower_through_a_module_runs_only_when_what_it_reads_really_changed(
-    program, tmp_path
-):
+def test_a_follower_through_a_module_runs_only_when_what_it_reads_really_changed(program, tmp_path):
     write(tmp_path / "cfg.py", "RATE = 20\n")
     write(tmp_path / "mid.py", "import cfg\nCAP = min(cfg.RATE, 10)\n")
     write(

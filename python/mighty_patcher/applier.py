@@ -802,8 +802,20 @@ class Applier:
     # --- deletions and closures ------------------------------------------------------------
 
     def delete(self) -> None:
+        declared: set[str] = set()
+        star = False
+        if self.plan.removed_names:  # (a walk of the whole file: only when it is needed)
+            declared, star = _globals_declared(self.plan.new_tree)
         for name in sorted(self.plan.removed_names):
             if name not in self.ns:
+                continue
+            if name in declared and not isinstance(self.ns[name], (types.FunctionType, type)):
+                # A function of the module sets it at run time (``global CONFIG``): its value
+                # is the program's, not the deleted line's.
+                self.report.notes.append(
+                    f"{name} kept: no line of the file binds it at import any more, but a "
+                    f"function sets it at run time (global {name})"
+                )
                 continue
             node = next((s.node for s in self.plan.deleted if name in s.writes), None)
             event = self._event("removed", name, self.ns[name], node)
@@ -833,19 +845,28 @@ class Applier:
                     f"{self._where(stmt)} is no longer in the file: what it did when it ran "
                     f"stays until a restart"
                 )
-        self._note_unbound_reads()
+        if not star:  # (a star import may bind a deleted name at the next start)
+            self._note_unbound_reads(self.plan.removed_names - declared)
 
-    def _note_unbound_reads(self) -> None:
-        """A statement left in the file that reads, at import, a name the edit deleted (a
-        function renamed, a loop calling it by its old name) would fail at the next start:
-        the report says where, so that a restart does not come as a surprise."""
-        if not self.plan.removed_names or any(
-            isinstance(s.new.raw, ast.ImportFrom) and s.new.raw.names[0].name == "*"
-            for s in self.plan.steps
-        ):
-            return  # (a star import may bind it at the next start)
+    def _note_unbound_reads(self, removed_names: Iterable[str]) -> None:
+        """A statement left in the file that reads, whenever it runs at import, a name the
+        edit deleted (a function renamed, a loop still calling it by its old name) fails at
+        the next start: the report says where, so that a restart does not come as a
+        surprise. Definitions (their annotations may never be evaluated), guarded statements
+        (``if``, ``try``) and names a function declares ``global`` (set at run time) are left
+        out: the note is said only where it is sure."""
+        removed = {n for n in removed_names if not hasattr(builtins, n)}
+        if not removed:
+            return
         for step in self.plan.steps:
-            gone = {n for n in step.new.reads & self.plan.removed_names if not hasattr(builtins, n)}
+            stmt = step.new.raw
+            if isinstance(stmt, ast.AnnAssign):
+                read: ast.AST | None = stmt.value  # (the annotation may never be evaluated)
+            elif isinstance(stmt, (ast.Expr, ast.Assign, ast.AugAssign, ast.For)):
+                read = stmt
+            else:
+                continue
+            gone = removed & _loaded_at_once(read)
             if gone:
                 self.report.notes.append(
                     f"{self._where(step.new)} reads {', '.join(sorted(gone))}, which the file "
@@ -978,6 +999,34 @@ def _has_machinery(cls: type, node: ast.ClassDef) -> bool:
     if node.decorator_list or type(cls) is not type or "__orig_bases__" in cls.__dict__:
         return True
     return any("__init_subclass__" in base.__dict__ for base in cls.__mro__[1:-1])
+
+
+def _globals_declared(tree: ast.Module) -> tuple[set[str], bool]:
+    """The names functions of the module declare ``global`` (set at run time), and whether
+    it has a star import."""
+    declared: set[str] = set()
+    star = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Global):
+            declared.update(node.names)
+        elif isinstance(node, ast.ImportFrom) and node.names[0].name == "*":
+            star = True
+    return declared, star
+
+
+def _loaded_at_once(node: ast.AST | None) -> set[str]:
+    """The names ``node`` reads when it runs, not those of the lambdas it makes."""
+    names: set[str] = set()
+    pending = [node] if node is not None else []
+    while pending:
+        current = pending.pop()
+        if isinstance(current, ast.Name) and isinstance(current.ctx, ast.Load):
+            names.add(current.id)
+        elif isinstance(current, ast.Lambda):
+            pending += [*current.args.defaults, *filter(None, current.args.kw_defaults)]
+            continue
+        pending += ast.iter_child_nodes(current)
+    return names
 
 
 def _raised_in_body(exc: BaseException, node: ast.ClassDef, path: str) -> bool:
