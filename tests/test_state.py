@@ -288,10 +288,17 @@ def test_a_field_edit_refused_by_a_registering_metaclass_or_decorator_needs_a_re
     (report,) = p.wait_reload()
     assert report["ok"] and report["patched"] == ["Csv.run"] and not report["needs_restart"]
     assert p.eval("csv.run()") == "csv 3"
-    # ... and an error of the class body itself still fails the whole save.
+    # ... and an error of the class body itself still fails the whole save, as does one
+    # that a library's machinery finds in the edit (a field without a default after one).
     write(tmp_path / "plugins.py", edited.replace('ext = "tsv"', "ext = undefined_name"))
     (report,) = p.wait_reload()
     assert not report["ok"] and "NameError" in report["error"]
+    write(
+        tmp_path / "plugins.py",
+        edited.replace("    name: str\n", "    name: str = ''\n    age: int\n"),
+    )
+    (report,) = p.wait_reload()
+    assert not report["ok"] and "non-default argument 'age'" in report["error"]
 
 
 def test_a_constant_change_reruns_bindings_here_and_in_importers_but_not_loops(program, tmp_path):

@@ -53,6 +53,7 @@ from .planner import (
     same_header,
 )
 from .report import ReloadReport, relative
+from .sources import in_library, library_dirs, resolve
 from .transaction import Transaction
 
 __all__ = ["Applier", "Transform"]
@@ -465,8 +466,11 @@ class Applier:
         try:
             event.new = new = self.build(stmt, name)
         except Exception as exc:
-            if plan is None or not in_place or _raised_in_body(exc, new_node, self.path):
-                raise  # the body's own error, or a changed header's: the reload fails
+            if plan is None or not in_place or not _raised_by_the_program(exc, new_node, self.path):
+                # The body's own error, a changed header's, or one a library's machinery
+                # (a dataclass field without a default after one with) found in the edit:
+                # the reload fails, as for any error of the edit.
+                raise
             # Its machinery refused to make the class again for the changed fields (a
             # registry that refuses a second class of a name): the class keeps what it was
             # made with; the method bodies of the edit still apply.
@@ -1029,17 +1033,21 @@ def _loaded_at_once(node: ast.AST | None) -> set[str]:
     return names
 
 
-def _raised_in_body(exc: BaseException, node: ast.ClassDef, path: str) -> bool:
-    """Whether ``exc`` came from the class body of ``node`` (a frame of it on the traceback),
-    not from the machinery that made the class of it (a decorator, the metaclass,
-    ``__init_subclass__``)."""
+def _raised_by_the_program(exc: BaseException, node: ast.ClassDef, path: str) -> bool:
+    """Whether ``exc`` was raised by the program's own machinery that made the class (its
+    decorator, metaclass or ``__init_subclass__``: a registry refusing a second class of a
+    name), not by the class body of ``node`` (a frame of it on the traceback) nor inside the
+    standard library or an installed package (``dataclasses`` finding an error in the
+    edit)."""
     tb = exc.__traceback__
+    last = None
     while tb is not None:
         code = tb.tb_frame.f_code
         if code.co_name == node.name and code.co_filename == path:
-            return True
+            return False
+        last = code.co_filename
         tb = tb.tb_next
-    return False
+    return last is not None and not in_library(resolve(last), library_dirs())
 
 
 def _machinery_refused(
@@ -1051,8 +1059,8 @@ def _machinery_refused(
     what = ", ".join(makers) or "__init_subclass__"
     methods = {m.name for m in plan.methods}
     fields = ", ".join(sorted(plan.update - methods)) or "its fields"
-    # (Whether the error is the edit's own, a dataclass field without a default after one
-    # with, or a registry refusing a second class of the name, only the user can tell.)
+    # (Raised by the program's own code: most likely a registry refusing a second class of
+    # the name, but an error the program's decorator found in the edit is possible too.)
     return (
         f"{name}: made again for the changed {fields}, {what} raised "
         f"{type(exc).__name__}: {exc}; the class keeps what it was made with, and its "

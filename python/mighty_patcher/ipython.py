@@ -28,9 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import site
 import sys
-import sysconfig
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -39,7 +37,7 @@ from typing import Any
 
 from . import mighty_patcher as native
 from .report import ReloadReport
-from .sources import file_signature, resolve
+from .sources import file_signature, in_library, library_dirs, resolve
 from .watch import AutoReloader, Watcher
 
 __all__ = [
@@ -98,33 +96,6 @@ def reload_now() -> list[ReloadReport]:
 
 
 # --- where the user's modules are ----------------------------------------------------------
-
-
-def _library_dirs() -> tuple[str, ...]:
-    """The standard library and site-packages directories of this interpreter and of the
-    one its virtualenv is based on."""
-    dirs: set[str] = set()
-    base = {
-        "base": sys.base_prefix,
-        "platbase": sys.base_exec_prefix,
-        "installed_base": sys.base_prefix,
-        "installed_platbase": sys.base_exec_prefix,
-    }
-    for paths in (sysconfig.get_paths(), sysconfig.get_paths(vars=base)):
-        dirs.update(paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib"))
-    try:
-        dirs.update(site.getsitepackages())
-    except AttributeError:  # an old virtualenv's site module
-        pass
-    dirs.add(site.getusersitepackages())
-    return tuple(sorted({resolve(d).rstrip(os.sep) for d in dirs if d}))
-
-
-def _in_library(path: str, library: tuple[str, ...]) -> bool:
-    parts = Path(path).parts
-    if "site-packages" in parts or "dist-packages" in parts:
-        return True
-    return any(path.startswith(d + os.sep) for d in library)
 
 
 def _root_of(name: str, path: str) -> str | None:
@@ -227,7 +198,7 @@ class IPythonReloader:
         #: source): not read again before each cell until one of them changes.
         #: Files an earlier reloader was told about and did not apply.
         self._carried: set[str] = set()
-        self._library = _library_dirs()
+        self._library = library_dirs()
         self._scanned: dict[tuple[str, str], str | None] = {}
         self._lines = _Lines()
         self._logger_state: tuple[int, bool] = (_LOGGER.level, _LOGGER.propagate)
@@ -383,7 +354,7 @@ class IPythonReloader:
         if name == "__main__" or name.partition(".")[0] == "mighty_patcher":
             return None
         path = resolve(file)
-        if not path.endswith(".py") or _in_library(path, self._library):
+        if not path.endswith(".py") or in_library(path, self._library):
             return None
         root = _root_of(name, path)
         if root is None or not os.path.isdir(root):  # or in a zip file

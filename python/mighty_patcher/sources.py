@@ -30,6 +30,8 @@ __all__ = [
     "SourceError",
     "Sources",
     "file_signature",
+    "in_library",
+    "library_dirs",
     "read_source",
     "resolve",
     "running_namespaces",
@@ -38,6 +40,38 @@ __all__ = [
 
 def resolve(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.fspath(path))
+
+
+def library_dirs() -> tuple[str, ...]:
+    """The standard library and site-packages directories of this interpreter and of the
+    one its virtualenv is based on."""
+    import site
+    import sysconfig
+
+    dirs: set[str] = set()
+    base = {
+        "base": sys.base_prefix,
+        "platbase": sys.base_exec_prefix,
+        "installed_base": sys.base_prefix,
+        "installed_platbase": sys.base_exec_prefix,
+    }
+    for paths in (sysconfig.get_paths(), sysconfig.get_paths(vars=base)):
+        dirs.update(paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib"))
+    try:
+        dirs.update(site.getsitepackages())
+    except AttributeError:  # an old virtualenv's site module
+        pass
+    dirs.add(site.getusersitepackages())
+    return tuple(sorted({resolve(d).rstrip(os.sep) for d in dirs if d}))
+
+
+def in_library(path: str, library: tuple[str, ...]) -> bool:
+    """Whether ``path`` is a file of the standard library or of an installed package (not
+    the program's own): ``library`` is :func:`library_dirs`."""
+    parts = Path(path).parts
+    if "site-packages" in parts or "dist-packages" in parts:
+        return True
+    return any(path.startswith(d + os.sep) for d in library)
 
 
 #: How old a file's modification time must be for its stat to stand for its text.
