@@ -479,9 +479,10 @@ class Applier:
             return True
         problem = _tuple_fields_changed(name, old, new)
         if problem is not None:
-            # A NamedTuple's instances are tuples of its old fields: none can gain one.
+            # A NamedTuple's instances are tuples of its old fields: none can gain one. (Its
+            # methods take the edit, also when the fields came from its bases.)
             self.report.needs_restart.append(problem)
-            if plan is not None and in_place:
+            if plan is not None:
                 self._patch_class_body(name, old, new_node, plan.methods_only(), old_node)
             return True
         kept = self._merge_class(
