@@ -123,6 +123,24 @@ def test_a_class_hook_renames_a_field_on_live_instances(program, tmp_path):
         False,
         "Book(title='Dune')",
     )
+    # A hook that changes what the instances have (no attribute added) is said to have run.
+    write(
+        tmp_path / "books.py",
+        """
+        from dataclasses import dataclass
+
+        @dataclass
+        class Book:
+            title: str = ""
+
+            def __reload_instance__(self, added, removed):
+                self.title = self.title.upper()
+        """,
+    )
+    (report,) = p.wait_reload()
+    assert report["ok"] and report["migrated"] == [], report
+    assert report["notes"] == ["Book.__reload_instance__ ran on 1 instance"]
+    assert p.eval("held.title") == "DUNE"
 
 
 def test_an_attribute_a_descriptor_of_the_class_handles_is_not_filled(program, tmp_path):

@@ -245,6 +245,8 @@ def fill(cls: type, change: Change, report: Any) -> None:
                 if attribute not in had and not _class_member(cls, attribute):
                     filled[attribute] = filled.get(attribute, 0) + 1
         report.migrated += [f"{name}.{a} on {_count(n)}" for a, n in filled.items()]
+        if not filled:  # (it changed what the instances had, or nothing: still, it ran)
+            report.notes.append(f"{name}.{HOOK} ran on {_count(len(instances))}")
         return
     values: list[tuple[dict[str, Any], str, Any]] = []
     lacking: dict[str, int] = {}
