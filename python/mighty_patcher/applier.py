@@ -883,11 +883,10 @@ class Applier:
         to it, keeping their cells (one pass over the heap for the whole reload).
 
         A closure that cannot (the new code captures a name it has no cell for) keeps its
-        old code; if a module-level binding of this module holds it (``v = make(3)``), that
-        binding is made again first, as the one way its value can follow the edit, and the
-        report says so. That may fail, so it comes first; moving the closures is the last
-        step of a reload, after everything that can fail: the closures are not recorded in
-        the transaction (there may be very many of them)."""
+        old code, and the report says it needs a restart: making it again (running the
+        binding that holds it, ``c = counter()``) would lose what it captured, the program's
+        state. Moving the closures is the last step of a reload, after everything that can
+        fail: they are not recorded in the transaction (there may be very many of them)."""
         mapping = {}
         for old, new in self.code_pairs:
             if old is not new:
@@ -895,18 +894,10 @@ class Applier:
         if not mapping:
             return
         functions = native.functions_using(list(mapping))
-        stuck = [
-            f
-            for f in functions
-            if not set(mapping[f.__code__].co_freevars) <= set(f.__code__.co_freevars)
-        ]
-        remade: set[int] = set()
-        if stuck and not self.plan.running:
-            remade = self._remake_holders_of(stuck)
         left: dict[str, tuple[int, set[str]]] = {}
         for func in functions:
             target = mapping.get(func.__code__)
-            if target is None or id(func) in remade:
+            if target is None:
                 continue
             missing = set(target.co_freevars) - set(func.__code__.co_freevars)
             if missing:
@@ -924,32 +915,6 @@ class Applier:
                 f"which the new code captures, and {'keep' if count > 1 else 'keeps'} the old "
                 f"code until a restart (closures made from now on run the new code)"
             )
-
-    def _remake_holders_of(self, closures: list[types.FunctionType]) -> set[int]:
-        """Runs again the unchanged module-level bindings that hold one of ``closures``;
-        returns the ids of the closures they held."""
-        ids = {id(c) for c in closures}
-        remade: set[int] = set()
-        for step in self.plan.steps:
-            stmt = step.new
-            if step.action not in ("keep", "relocate") or stmt.kind != "other" or not stmt.binding:
-                continue
-            held = [
-                n
-                for n in sorted(stmt.writes)
-                if any(id(c) in ids for c in wrapper_chain(self.ns.get(n)))
-            ]
-            if held:
-                remade |= {
-                    id(c) for n in held for c in wrapper_chain(self.ns.get(n)) if id(c) in ids
-                }
-                self.run(step)
-                self.report.notes.append(
-                    f"{', '.join(held)} made again ({self._where(stmt)}): the closure it held "
-                    f"captures names the new code does not have cells for; references taken "
-                    f"before keep the old one"
-                )
-        return remade
 
 
 #: Generators and coroutines: what each is called in a report, and its attributes' prefix.
