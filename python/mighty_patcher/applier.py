@@ -661,6 +661,9 @@ class Applier:
         loop): those go on with the code they were made with. One pass over the heap,
         only when such a function was patched."""
         codes = {id(c): n for c, n in self.replaced.items() if c.co_flags & _SUSPENDABLE}
+        for old, new in self.code_pairs:  # (nested functions' code: an inner generator)
+            if old is not new and old.co_flags & _SUSPENDABLE and id(old) not in codes:
+                codes[id(old)] = getattr(old, "co_qualname", old.co_name)
         if not codes:
             return
         counts: dict[tuple[str, str], int] = {}
