@@ -461,6 +461,16 @@ def test_currently_reloading_blocks(project):
     (report,) = project.save("boot", source.replace('"reload"', '"reload 2"'))
     assert boot.events == ["first import", "reload", "reload 2"]
     assert report.rerun == [f"the reload block at {path}:6"]
+    # A changed first-import block does not run (its test is false): it is said once, as
+    # coming at the next start, not as a deleted statement whose effect stays.
+    edited = source.replace('"reload"', '"reload 2"').replace('"first import"', '"first 2"')
+    (report,) = project.save("boot", edited)
+    assert boot.events == ["first import", "reload", "reload 2", "reload 2"]
+    assert not report.needs_restart
+    assert report.notes == [
+        f'{path}:4 "if not currently_reloading():" runs at the first import only: this '
+        "version of it takes effect at the next start"
+    ]
 
 
 def test_a_module_imported_under_two_names_reloads_under_both(project):

@@ -95,6 +95,9 @@ class Applier:
     #: in place is not one): what followers follow. Starts with imported copies rebound.
     rebound: set[str] = field(default_factory=set)
     transform: Transform | None = None
+    #: New or changed ``if not currently_reloading():`` blocks met (their note says what a
+    #: deleted one's would).
+    first_import_blocks: int = 0
 
     @property
     def ns(self) -> dict[str, Any]:
@@ -232,8 +235,14 @@ class Applier:
         branch = reload_branch(stmt.node)
         if branch is None:
             self.report.rerun.append(stmt.label)
-        elif branch:  # (an `if not currently_reloading():` without else ran nothing)
+        elif branch:
             self.report.rerun.append(f"the reload block at {relative(self.path)}:{stmt.lineno}")
+        elif step.old is None:  # a new or changed `if not currently_reloading():` block
+            self.first_import_blocks += 1
+            self.report.notes.append(
+                f"{self._where(stmt)} runs at the first import only: this version of it "
+                f"takes effect at the next start"
+            )
         self._keep_identity(step, before, code)
         self.rebound |= {n for n, v in before.items() if self.ns.get(n, _MISSING) is not v}
 
@@ -839,6 +848,8 @@ class Applier:
         for stmt in self.plan.deleted:
             if stmt.binding or not _had_effect(stmt.raw, self.module):
                 continue
+            if self.first_import_blocks and reload_branch(stmt.raw) == []:
+                continue  # (an edit of a first-import block: said once, where it ran)
             if self.plan.running:
                 self.report.deferred.append(f"{self._where(stmt)} removed")
                 continue

@@ -74,8 +74,9 @@ class ReloadReport:
         if self.needs_restart:
             parts.append(f"needs a restart: {'; '.join(self.needs_restart)}")
         if not parts:
-            # (a module whose statements read a name another reload rebound, none of them run)
-            quiet = not self.deferred and not self.not_rerun
+            # (statements that read a name another reload rebound, none of them run; a block
+            # that runs at the first import only, changed)
+            quiet = not self.deferred and not self.not_rerun and not self.notes
             parts.append("no change to apply" if quiet else "nothing run")
         text = f"reloaded {self.module}: {'; '.join(parts)}; {self.seconds * 1000:.1f} ms"
         if self.deferred:
