@@ -101,20 +101,18 @@ def test_a_class_hook_renames_a_field_on_live_instances(program, tmp_path):
     """
     write(tmp_path / "books.py", source)
     p = program("import books\nheld = books.Book('Dune')")
-    write(
-        tmp_path / "books.py",
-        """
-        from dataclasses import dataclass
+    hooked = """
+    from dataclasses import dataclass
 
-        @dataclass
-        class Book:
-            title: str = ""
+    @dataclass
+    class Book:
+        title: str = ""
 
-            def __reload_instance__(self, added, removed):
-                if "name" in removed:
-                    self.title = self.__dict__.pop("name")
-        """,
-    )
+        def __reload_instance__(self, added, removed):
+            BODY
+    """
+    rename = 'if "name" in removed:\n                self.title = self.__dict__.pop("name")'
+    write(tmp_path / "books.py", hooked.replace("BODY", rename))
     (report,) = p.wait_reload()
     # what the hook filled is said, not the hook (a method is no state of an instance)
     assert report["ok"] and report["migrated"] == ["Book.title on 1 instance"], report
@@ -124,19 +122,7 @@ def test_a_class_hook_renames_a_field_on_live_instances(program, tmp_path):
         "Book(title='Dune')",
     )
     # A hook that changes what the instances have (no attribute added) is said to have run.
-    write(
-        tmp_path / "books.py",
-        """
-        from dataclasses import dataclass
-
-        @dataclass
-        class Book:
-            title: str = ""
-
-            def __reload_instance__(self, added, removed):
-                self.title = self.title.upper()
-        """,
-    )
+    write(tmp_path / "books.py", hooked.replace("BODY", "self.title = self.title.upper()"))
     (report,) = p.wait_reload()
     assert report["ok"] and report["migrated"] == [], report
     assert report["notes"] == ["Book.__reload_instance__ ran on 1 instance"]
