@@ -3,10 +3,11 @@ imported only once the program imports that framework."""
 
 from __future__ import annotations
 
+import ast
 import sys
 from typing import Any, TypeVar
 
-__all__ = ["module_globals"]
+__all__ = ["method_call", "module_globals", "named"]
 
 T = TypeVar("T")
 
@@ -29,3 +30,36 @@ def module_globals(kind: type[T] | tuple[type[T], ...]) -> list[T]:
                 seen.add(id(value))
                 found.append(value)
     return found
+
+
+def method_call(
+    node: ast.stmt, methods: dict[str, tuple[str, ...]]
+) -> tuple[str, str, dict[str, ast.expr]] | None:
+    """``X.method(a, b, key=c)`` as a statement of its own, ``method`` a key of ``methods``:
+    (the name ``X``, the method, its arguments by parameter name: the positional ones named
+    by ``methods[method]`` in order). None for any other statement."""
+    if not isinstance(node, ast.Expr) or not isinstance(node.value, ast.Call):
+        return None
+    call = node.value
+    func = call.func
+    if not (
+        isinstance(func, ast.Attribute)
+        and func.attr in methods
+        and isinstance(func.value, ast.Name)
+    ):
+        return None
+    given: dict[str, ast.expr] = dict(zip(methods[func.attr], call.args, strict=False))
+    given.update((k.arg, k.value) for k in call.keywords if k.arg is not None)
+    return func.value.id, func.attr, given
+
+
+def named(node: ast.expr | None, namespace: dict[str, Any]) -> Any:
+    """What a name or a dotted name (``api.router``) refers to in ``namespace`` now; None for
+    any other expression (nothing is evaluated that could run the program's code but
+    attribute reads)."""
+    if isinstance(node, ast.Name):
+        return namespace.get(node.id)
+    if isinstance(node, ast.Attribute):
+        owner = named(node.value, namespace)
+        return getattr(owner, node.attr, None) if owner is not None else None
+    return None

@@ -21,6 +21,7 @@ Everything done to the route tables is undone if the reload fails."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import logging
 import types
@@ -34,8 +35,8 @@ from fastapi.dependencies.utils import get_typed_return_annotation
 from fastapi.routing import APIRoute, APIRouter
 from starlette.routing import BaseRoute, Mount, Route, Router, get_name
 
-from ..hooks import Adapter, DefinitionEvent, ReloadEvent
-from . import module_globals
+from ..hooks import Adapter, DefinitionEvent, ReloadEvent, StatementEvent
+from . import method_call, module_globals, named
 
 __all__ = ["FastAPIAdapter"]
 
@@ -304,6 +305,51 @@ class FastAPIAdapter(Adapter):
                 routes = [r for r in routes if id(r) not in gone_ids] + made
             router.routes[:] = routes
             self._changed_table(router)
+
+    def removed_statement(self, event: StatementEvent) -> None:
+        """An ``include_router(...)`` or ``add_api_route(...)`` statement gone from the file
+        (or changed): the routes it added leave the table (the ones a changed version of it
+        added in this reload stay)."""
+        found = method_call(
+            event.node, {"include_router": ("router",), "add_api_route": ("path", "endpoint")}
+        )
+        if found is None or self._saved is None:
+            return
+        owner, method, given = found
+        namespace = vars(event.module)
+        table = namespace.get(owner)
+        router = table.router if isinstance(table, fastapi.FastAPI) else table
+        if not isinstance(router, Router):
+            return
+        before = {id(r) for rt, routes in self._saved if rt is router for r in routes}
+        try:
+            if method == "include_router":
+                included = named(given.get("router"), namespace)
+                prefix = ast.literal_eval(given["prefix"]) if "prefix" in given else ""
+
+                def made(route: BaseRoute) -> bool:
+                    context = getattr(route, "include_context", None)
+                    return (
+                        getattr(route, "original_router", None) is included
+                        and (getattr(context, "prefix", "") or "") == prefix
+                    )
+
+            else:
+                path = ast.literal_eval(given["path"])
+                endpoint = named(given.get("endpoint"), namespace)
+
+                def made(route: BaseRoute) -> bool:
+                    return getattr(route, "path", None) == path and (
+                        getattr(route, "endpoint", None) is endpoint
+                    )
+
+        except (KeyError, ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return  # not literals: what it made cannot be told
+        kept = [r for r in router.routes if id(r) not in before or not made(r)]
+        if len(kept) != len(router.routes):
+            router.routes[:] = kept
+            self._changed_table(router)
+            event.undone = True
 
     # --- after the reload ------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from flask.sansio.scaffold import Scaffold
 from werkzeug.routing.matcher import StateMachineMatcher
 
 from ..hooks import Adapter, DefinitionEvent, ReloadEvent, StatementEvent
-from . import module_globals
+from . import method_call, module_globals
 
 __all__ = ["FlaskAdapter"]
 
@@ -123,20 +123,10 @@ def _removed_rule(node: ast.stmt, namespace: dict[str, Any]) -> tuple[Any, str, 
     """``X.add_url_rule(rule, endpoint, view_func, ...)`` as a statement: (what ``X`` names
     now, the rule, the endpoint), when the rule and endpoint are literals (or the endpoint
     comes from a view function named by a name); None for any other statement."""
-    if not isinstance(node, ast.Expr) or not isinstance(node.value, ast.Call):
+    found = method_call(node, {"add_url_rule": ("rule", "endpoint", "view_func")})
+    if found is None:
         return None
-    call = node.value
-    func = call.func
-    if not (
-        isinstance(func, ast.Attribute)
-        and func.attr == "add_url_rule"
-        and isinstance(func.value, ast.Name)
-    ):
-        return None
-    given: dict[str, ast.expr] = dict(
-        zip(("rule", "endpoint", "view_func"), call.args, strict=False)
-    )
-    given.update((k.arg, k.value) for k in call.keywords if k.arg is not None)
+    owner, _, given = found
     try:
         rule = ast.literal_eval(given["rule"])
         endpoint = ast.literal_eval(given["endpoint"]) if "endpoint" in given else None
@@ -147,7 +137,7 @@ def _removed_rule(node: ast.stmt, namespace: dict[str, Any]) -> tuple[Any, str, 
         endpoint = getattr(namespace.get(view.id), "__name__", None)
     if not isinstance(rule, str) or not isinstance(endpoint, str):
         return None
-    return namespace.get(func.value.id), rule, endpoint
+    return namespace.get(owner), rule, endpoint
 
 
 # A request's first match after the URL map changed sorts each endpoint's list of rules in
