@@ -230,6 +230,17 @@ def test_fastapi_routers_and_what_needs_a_restart(server):
     api += '\n@router.get("/extra")\ndef extra():\n    return "extra"\n'
     s.write("api.py", api)
     s.wait_for("GET", "/api/extra", 200, "extra")
+    # A new endpoint above one with a path parameter goes before it, as in a restart
+    # (Starlette matches in order: /{name} would take /count).
+    api += '\n@router.get("/{name}")\ndef by_name(name: str):\n    return "by " + name\n'
+    s.write("api.py", api)
+    s.wait_for("GET", "/api/someone", 200, "by someone")
+    api = api.replace(
+        '@router.get("/{name}")',
+        '@router.get("/count")\ndef count():\n    return 7\n\n@router.get("/{name}")',
+    )
+    s.write("api.py", api)
+    s.wait_for("GET", "/api/count", 200, "7")
 
     # A changed include_router statement runs again: the new prefix answers, and the routes
     # of the old one leave the table.

@@ -168,6 +168,8 @@ class FastAPIAdapter(Adapter):
         #: Routes of a definition being rebuilt: (router, route) as they were before.
         self._replacing: dict[int, list[tuple[Router, BaseRoute]]] = {}
         self._handlers: list[tuple[fastapi.FastAPI, dict[Any, Any]]] = []
+        #: Definitions new in this reload: their routes go where the file puts them.
+        self._added: list[Any] = []
 
     # --- the route tables ------------------------------------------------------------------
 
@@ -225,6 +227,7 @@ class FastAPIAdapter(Adapter):
         self._built_before.clear()
         self._changed.clear()
         self._replacing.clear()
+        self._added.clear()
         self._models_changed = False
 
     def after_reload(self, event: ReloadEvent) -> None:
@@ -232,6 +235,8 @@ class FastAPIAdapter(Adapter):
             return
         try:
             self._find()  # routers made by the reload too
+            for new in self._added:
+                self._place(new)
             self._drop_duplicates()
             self._remake_routes()
             for app, before in self._handlers:
@@ -268,6 +273,8 @@ class FastAPIAdapter(Adapter):
     def after_definition(self, event: DefinitionEvent) -> None:
         old, new = event.old, event.new
         if old is None:
+            if event.action == "added" and new is not None:
+                self._added.append(new)
             return
         if isinstance(old, type) and issubclass(old, pydantic.BaseModel):
             if event.action == "rebuilt":
@@ -353,6 +360,24 @@ class FastAPIAdapter(Adapter):
 
     # --- after the reload ------------------------------------------------------------------
 
+    def _place(self, new: Any) -> None:
+        """The routes a new definition's decorator appended go before the routes of the
+        definitions below it in the same file, as a restart would order them: Starlette
+        matches in order, and ``/items/{item_id}`` must not take ``/items/count`` added
+        above it. (After the reload: the code of every definition has its new lines.)"""
+        code = getattr(new, "__code__", None)
+        if code is None:
+            return
+        for router in self._routers:
+            made = [r for r in router.routes if getattr(r, "endpoint", None) is new]
+            if not made:
+                continue
+            rest = [r for r in router.routes if getattr(r, "endpoint", None) is not new]
+            at = next((i for i, r in enumerate(rest) if _below(r, code)), None)
+            if at is not None:
+                router.routes[:] = rest[:at] + made + rest[at:]
+                self._changed_table(router)
+
     def _drop_duplicates(self) -> None:
         """A statement run again (``app.include_router(...)``, ``app.add_api_route(...)``)
         adds what it added before once more: the copy goes; a changed one is reported."""
@@ -405,6 +430,20 @@ class FastAPIAdapter(Adapter):
     def _before_of(self, endpoint: Any) -> _Built:
         saved = self._built_before.get(id(endpoint))
         return saved if saved is not None else _Built(endpoint)
+
+
+def _below(route: BaseRoute, code: types.CodeType) -> bool:
+    """Whether ``route``'s endpoint is defined below ``code`` in the same file."""
+    endpoint = getattr(route, "endpoint", None)
+    try:
+        other = getattr(inspect.unwrap(endpoint), "__code__", None) if endpoint else None
+    except ValueError:  # a cycle of __wrapped__
+        return False
+    return (
+        isinstance(other, types.CodeType)
+        and other.co_filename == code.co_filename
+        and other.co_firstlineno > code.co_firstlineno
+    )
 
 
 def _twins(a: BaseRoute, b: BaseRoute) -> bool:
