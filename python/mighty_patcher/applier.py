@@ -319,7 +319,10 @@ class Applier:
         # read a rebound name; a definition back from the graveyard compares with the
         # statement that made it.
         if revived:
-            header = old_node is None or not same_header(old_node, stmt.node)
+            # (a definition whose registrations an adapter took out when it was removed,
+            # a route, is registered anew by its decorators)
+            unregistered = self.graveyard.pop(_unregistered_key(name), False)
+            header = old_node is None or not same_header(old_node, stmt.node) or unregistered
         else:
             header = step.header or bool(stmt.header_reads & self.rebound)
         if isinstance(current, type) and isinstance(stmt.node, ast.ClassDef):
@@ -840,6 +843,8 @@ class Applier:
                 continue
             value = self.ns.pop(name)
             hooks.call("after_definition", event)
+            if event.unregistered:  # (an adapter took its registrations out: see redefine)
+                self.graveyard[_unregistered_key(name)] = True
             if isinstance(value, (types.FunctionType, type)) or find_inner(value, name, self.path):
                 # with the statement that made it: what it comes back from is that version
                 node = next((s.node for s in self.plan.deleted if name in s.writes), None)
@@ -961,6 +966,11 @@ def _bare_class(name: str, body: list[ast.stmt], like: ast.stmt) -> ast.ClassDef
     ast.copy_location(bare, like)
     bare.end_lineno, bare.end_col_offset = like.end_lineno, like.end_col_offset
     return ast.fix_missing_locations(bare)  # a `pass` standing for an empty body
+
+
+def _unregistered_key(name: str) -> str:
+    """Where the graveyard marks a deleted definition whose registrations an adapter took out."""
+    return f"{name} (unregistered)"
 
 
 def _shadow_key(name: str) -> str:

@@ -131,6 +131,10 @@ class DefinitionEvent:
     unchanged: frozenset[str] = frozenset()
     #: The definition's statement in the source last applied (a class ``rebuilt``), if known.
     old_node: ast.stmt | None = None
+    #: Set by an adapter that took a ``removed`` (or ``rebuilt``) definition's registrations
+    #: out (a route, a request hook): a removed one that comes back has its decorators run
+    #: again to register it anew; a rebuilt one's old registrations need no word.
+    unregistered: bool = False
     _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def on_rollback(self, undo: Callable[[], None]) -> None:

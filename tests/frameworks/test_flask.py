@@ -346,3 +346,31 @@ def test_an_add_url_rule_removed_or_changed_in_a_module_takes_its_rule_along(ser
     line = s.wait_log("needs a restart", start)
     assert 'shop.py:19 "bp.add_url_rule("/b" + "b", "aa", extra)" is no longer in the file' in line
     assert "Traceback" not in s.log, s.log
+
+
+def test_a_view_or_hook_removed_and_put_back_is_registered_again(server):
+    # (found by trying the product as a user: a view renamed and renamed back answered 404,
+    # and the report said "patched")
+    s = server({"app.py": APP, "shop.py": SHOP})
+    assert s.get("/shop/items") == (200, "items v1") and s.get("/") == (200, "index v1 t1")
+    items = '@bp.route("/items")\ndef items():\n    return "items v1"\n'
+    s.write("shop.py", SHOP.replace(items, ""))
+    s.wait_for("GET", "/shop/items", 404)
+    s.write("shop.py", SHOP.replace('"items v1"', '"items v2"'))
+    s.wait_for("GET", "/shop/items", 200, "items v2")
+
+    # In the script: a view renamed and renamed back, a request hook removed and put back.
+    s.write("app.py", APP.replace("def index():", "def home():"))
+    s.wait_for("GET", "/", 200, "index v1")
+    s.write(
+        "app.py",
+        APP.replace('g.tag = "t1"', 'g.tag = "gone"').replace(
+            '@app.before_request\ndef tag():\n    g.tag = "gone"\n',
+            '@app.before_request\ndef tag0():\n    g.tag = "t0"\n',
+        ),
+    )
+    s.wait_for("GET", "/", 200, "index v1 t0")
+    s.write("app.py", APP.replace('"t1"', '"t2"'))
+    s.wait_for("GET", "/", 200, "index v1 t2")
+    assert s.get("/doomed") == (200, "doomed")
+    assert "Traceback" not in s.log, s.log

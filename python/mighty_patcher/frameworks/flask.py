@@ -166,6 +166,8 @@ class _Registration:
         self.app, self.name, self.blueprint, self.first = app, name, blueprint, first
         prefix, _, self_name = name.rpartition(".")
         url_prefix, subdomain = blueprint.url_prefix, blueprint.subdomain
+        #: Whether a rule in the application told the options (else: the blueprint's own).
+        self.inferred = False
         for deferred in blueprint.deferred_functions:
             call = _url_rule_call(deferred)
             if call is None:
@@ -181,6 +183,7 @@ class _Registration:
             elif not own:
                 url_prefix = made
             subdomain = rules[0].subdomain or None
+            self.inferred = True
             break
         self.options: dict[str, Any] = {
             "name": self_name,
@@ -270,6 +273,10 @@ class FlaskAdapter(Adapter):
         self._registrations: list[_Registration] = []
         self._snapshot: _Snapshot | None = None
         self._unchecked: list[Scaffold] = []
+        #: The options each registration was found with, by (application, name): a
+        #: blueprint whose every rule a reload took out (its one view removed, to come back)
+        #: no longer tells them.
+        self._options: dict[tuple[int, str], dict[str, Any]] = {}
 
     # --- around the reload -----------------------------------------------------------------
 
@@ -285,7 +292,12 @@ class FlaskAdapter(Adapter):
         for app in self._apps:
             seen: set[int] = set()
             for name, bp in list(app.blueprints.items()):
-                self._registrations.append(_Registration(app, name, bp, id(bp) not in seen))
+                reg = _Registration(app, name, bp, id(bp) not in seen)
+                if reg.inferred:
+                    self._options[(id(app), name)] = dict(reg.options)
+                elif (id(app), name) in self._options:
+                    reg.options = dict(self._options[(id(app), name)])
+                self._registrations.append(reg)
                 seen.add(id(bp))
         scaffolds: list[Scaffold] = [*self._apps, *self._blueprints]
         snapshot = self._snapshot = _Snapshot(scaffolds)
@@ -323,8 +335,8 @@ class FlaskAdapter(Adapter):
     def before_definition(self, event: DefinitionEvent) -> None:
         if event.action in ("rebuilt", "removed") and callable(event.old):
             # Its registrations go: a changed decorator registers it again (new rule,
-            # code, methods), a removed definition not at all.
-            self._unregister(event.old)
+            # code, methods), a removed definition not at all (until it comes back).
+            event.unregistered = self._unregister(event.old)
 
     def after_definition(self, event: DefinitionEvent) -> None:
         if event.action == "rebuilt" and event.new is not None and callable(event.old):
@@ -334,14 +346,18 @@ class FlaskAdapter(Adapter):
 
     # Request threads add keys while a reload runs (Flask looks error handlers up as
     # error_handler_spec[name][code] in defaultdicts): every walk here goes over a copy.
-    def _unregister(self, func: Any) -> None:
+    def _unregister(self, func: Any) -> bool:
+        """Takes ``func``'s registrations out of every app and blueprint; True if it had any."""
+        found = False
         for app in self._apps:
             endpoints = [e for e, f in list(app.view_functions.items()) if _holds(f, func)]
+            found |= bool(endpoints)
             self._drop_endpoints(app, endpoints)
         for bp in self._blueprints:
             gone = [d for d in bp.deferred_functions if _holds(d, func)]
             if not gone:
                 continue
+            found = True
             bp.deferred_functions[:] = [d for d in bp.deferred_functions if d not in gone]
             for call in filter(None, map(_url_rule_call, gone)):
                 endpoint = call.get("endpoint") or getattr(call.get("view_func"), "__name__", "")
@@ -351,15 +367,21 @@ class FlaskAdapter(Adapter):
         for scaffold in [*self._apps, *self._blueprints]:
             for attr in _LISTS:
                 for funcs in list(getattr(scaffold, attr).values()):
-                    funcs[:] = [f for f in funcs if not _holds(f, func)]
+                    kept = [f for f in funcs if not _holds(f, func)]
+                    found |= len(kept) != len(funcs)
+                    funcs[:] = kept
             for codes in list(scaffold.error_handler_spec.values()):
                 for handlers in list(codes.values()):
                     for exc in [e for e, h in list(handlers.items()) if _holds(h, func)]:
                         del handlers[exc]
+                        found = True
             if isinstance(scaffold, flask.Flask):
                 for attr in _APP_LISTS:
                     funcs = getattr(scaffold, attr)
-                    funcs[:] = [f for f in funcs if not _holds(f, func)]
+                    kept = [f for f in funcs if not _holds(f, func)]
+                    found |= len(kept) != len(funcs)
+                    funcs[:] = kept
+        return found
 
     @staticmethod
     def _drop_endpoints(app: flask.Flask, endpoints: list[str]) -> None:
