@@ -363,6 +363,24 @@ def test_a_follower_through_a_module_runs_only_when_what_it_reads_really_changed
     assert p.eval("top.CALLS") == [10, 5]
 
 
+def test_a_function_moved_to_another_module_in_two_saves_reaches_its_importers(
+    program, tmp_path
+):
+    # (found by trying the product as a user: the importer kept calling the deleted one)
+    write(tmp_path / "a.py", 'def f():\n    return "a.f"\n\ndef h():\n    return 1\n')
+    write(tmp_path / "c.py", 'def f():\n    return "c.f"\n')
+    write(tmp_path / "b.py", "from a import f\n\ndef g():\n    return f()\n")
+    p = program("import b")
+    write(tmp_path / "a.py", "def h():\n    return 1\n")
+    (report,) = p.wait_reload()
+    assert report["deleted"] == ["f"]
+    assert p.eval("b.g()") == "a.f"  # a reference held elsewhere keeps its last code
+    write(tmp_path / "a.py", "from c import f\n\ndef h():\n    return 1\n")
+    _, b_report = p.wait_reload(2)
+    assert b_report["module"] == "b" and b_report["rebound"] == ["f"]
+    assert p.eval("b.g()") == "c.f"
+
+
 def test_a_reload_blocked_in_a_long_statement_says_where_it_is(program, tmp_path):
     write(tmp_path / "slow.py", "import time\nX = 1\n")
     p = program("import slow")

@@ -246,10 +246,13 @@ class Engine:
         rebound = {}
         for module in modules:
             saved = before[module.__name__]
+            buried = self._graveyards.get(module.__name__, {})
             rebound[module.__name__] = frozenset(
                 key
                 for key, value in list(module.__dict__.items())
-                if saved.get(key, value) is not value
+                # (a name an earlier reload deleted, bound again: copies of what it held
+                # before are still about, in the importers)
+                if saved.get(key, value) is not value or (key not in saved and key in buried)
             )
         if not any(rebound.values()):
             return []
@@ -335,6 +338,12 @@ class Engine:
                         }
                     elif ns.get(imported.alias, _MISSING) is exporter.get(imported.name, _MISSING):
                         copies.add(imported.alias)
+                    elif imported.name not in exporter:
+                        # deleted from the exporter by an earlier reload: a copy still holds
+                        # the object it was (a function moved to another module in two saves)
+                        buried = self._graveyards.get(imported.module, {}).get(imported.name)
+                        if isinstance(buried, tuple) and ns.get(imported.alias) is buried[0]:
+                            copies.add(imported.alias)
                 by_name[module.__name__] = module
                 importers.append(
                     Importer(
