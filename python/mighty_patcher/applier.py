@@ -652,10 +652,18 @@ class Applier:
         me = threading.get_ident()
         names = {t.ident: t.name for t in threading.enumerate()}
         said: set[str] = set()
+        # A call that began before an earlier reload runs an older code object still: those
+        # are found by file and name.
+        qualnames = set(self.replaced.values())
+        by_name = {qualname.rpartition(".")[2]: qualname for qualname in qualnames}
         for ident, frame in sys._current_frames().items():
             current: types.FrameType | None = frame
             while current is not None and ident != me:
-                name = self.replaced.get(current.f_code)
+                code = current.f_code
+                name = self.replaced.get(code)
+                if name is None and code.co_filename == self.path and code.co_name in by_name:
+                    qualname = getattr(code, "co_qualname", by_name[code.co_name])
+                    name = qualname if qualname in qualnames else None
                 if name is not None and name not in said:
                     said.add(name)
                     self.report.notes.append(
