@@ -501,6 +501,24 @@ def test_a_running_script_keeps_its_state_when_its_initial_values_are_annotated_
     assert "re-ran results" not in stderr and "re-ran count" not in stderr
 
 
+def test_a_changed_statement_of_the_running_script_is_said_once(tmp_path):
+    source = (
+        "import time\n\ndef main(n):\n    for i in range(n):\n"
+        "        print(f'tick {i}', flush=True)\n        time.sleep(0.02)\n\n"
+        "if __name__ == '__main__':\n    main(300)\n"
+    )
+    write(tmp_path / "main.py", source)
+    proc = start_run(["main.py"], tmp_path)
+    try:
+        read_until(proc, r"tick 3")
+        write(tmp_path / "main.py", source.replace("main(300)", "main(301)"))
+        read_until(proc, r"tick 8")
+    finally:
+        _, stderr = finish(proc, "takes effect at the next start")
+    (line,) = [x for x in stderr.splitlines() if "takes effect at the next start" in x]
+    assert line.endswith('main.py:8 "if __name__ == \'__main__\':"'), line
+
+
 def test_a_script_importing_multiprocessing_applies_each_save_once(tmp_path):
     write(
         tmp_path / "main.py",

@@ -864,7 +864,11 @@ class Applier:
             if self.first_import_blocks and reload_branch(stmt.raw) == []:
                 continue  # (an edit of a first-import block: said once, where it ran)
             if self.plan.running:
-                self.report.deferred.append(f"{self._where(stmt)} removed")
+                # (a changed statement is deferred as its new version; its old one is no news)
+                if not any(
+                    d.new.label == stmt.label for d in self.plan.steps if d.action == "defer"
+                ):
+                    self.report.deferred.append(f"{self._where(stmt)} removed")
                 continue
             # A call, a loop...: what it did when it ran cannot be taken back by the engine
             # (a rule it registered); an adapter that knows it may.
