@@ -217,6 +217,42 @@ def test_a_change_of_bases_is_reported(project):
     assert report.patched == ["Thing.RATE"], "the same bases: nothing said of them"
 
 
+def test_a_change_of_class_decorators_is_reported(project):
+    # (found by trying the product as a user: "no change to apply", and __lt__ had come)
+    source = "from dataclasses import dataclass\n@dataclass\nclass P:\n    x: int\n"
+    project.write("ordered", source)
+    ordered = project.module("ordered")
+    project.start()
+    (report,) = project.save("ordered", source.replace("@dataclass", "@dataclass(order=True)"))
+    assert report.patched == ["P decorators now @dataclass(order=True)"]
+    assert ordered.P(1) < ordered.P(2)
+
+
+def test_decorators_run_again_say_that_what_the_old_ones_registered_stays(project):
+    # (found by trying the product as a user: DISCOUNTS kept SUMMER, and the report said
+    # only "patched summer")
+    source = (
+        "import functools\nDISCOUNTS = {}\ndef discount(code):\n    def register(fn):\n"
+        "        DISCOUNTS[code] = fn\n        return fn\n    return register\n"
+        "@discount('SUMMER')\ndef summer(p):\n    return p * 0.9\n"
+        "@functools.lru_cache(maxsize=2)\ndef cached(x):\n    return x\n"
+    )
+    project.write("deals", source)
+    deals = project.module("deals")
+    project.start()
+    (report,) = project.save("deals", source.replace("'SUMMER'", "'SUMMER24'"))
+    assert report.patched == ["summer"] and sorted(deals.DISCOUNTS) == ["SUMMER", "SUMMER24"]
+    assert report.notes == [
+        "summer: its decorators ran again (@discount('SUMMER24')): what the old ones "
+        "registered (a registry entry, a handler) stays until a restart, unless they replace it"
+    ]
+    (report,) = project.save(
+        "deals", source.replace("'SUMMER'", "'SUMMER24'").replace("maxsize=2", "maxsize=3")
+    )
+    assert report.patched == ["cached"]
+    assert not [n for n in report.notes if "registered" in n], "lru_cache registers nothing"
+
+
 def test_a_slots_change_needs_a_restart_and_the_rest_still_applies(project):
     source = "class P:\n    __slots__ = ('x',)\n    def f(self):\n        return 1\n"
     source += "def g():\n    return 1\n"

@@ -516,7 +516,7 @@ def test_a_changed_statement_of_the_running_script_is_said_once(tmp_path):
     finally:
         _, stderr = finish(proc, "takes effect at the next start")
     (line,) = [x for x in stderr.splitlines() if "takes effect at the next start" in x]
-    assert line.endswith('main.py:8 "if __name__ == \'__main__\':"'), line
+    assert line.endswith("main.py:8 \"if __name__ == '__main__':\""), line
 
 
 def test_a_script_importing_multiprocessing_applies_each_save_once(tmp_path):

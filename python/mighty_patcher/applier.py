@@ -377,6 +377,7 @@ class Applier:
             self.patch_function(current, new)
             self.report.patched.append(name)
             hooks.call("after_definition", event)
+            self._note_registrations_left(name, stmt.node, event)
             return True
         if type(current) is type(new) and old_inner is not None and new_inner is not None:
             # The same kind of wrapper (an lru_cache, a command): the function inside was
@@ -502,6 +503,21 @@ class Applier:
         )
         hooks.call("after_definition", event)
         return kept
+
+    def _note_registrations_left(
+        self, name: str, node: ast.stmt, event: hooks.DefinitionEvent
+    ) -> None:
+        """Decorators run again register the function again (``@discount("SUMMER24")``);
+        what the old ones registered stays unless an adapter of the framework took it out:
+        the report says so, for decorators not known to register nothing."""
+        found = [d for d in decorators(node) if _decorator_name(d) not in _PLAIN_DECORATORS]
+        if found and not event.unregistered:
+            self.report.notes.append(
+                f"{name}: its decorators ran again "
+                f"({' '.join('@' + ast.unparse(d) for d in found)}): what the old ones "
+                f"registered (a registry entry, a handler) stays until a restart, unless "
+                f"they replace it"
+            )
 
     def _patch_class_body(
         self, name: str, old: type, node: ast.ClassDef, plan: ClassPlan, old_node: ast.stmt | None
@@ -639,6 +655,15 @@ class Applier:
         if old.__bases__ != bases:
             now = ", ".join(base.__qualname__ for base in old.__bases__)
             self.report.patched.append(f"{name} bases now ({now})")
+        if isinstance(old_node, ast.ClassDef):
+            # What the class was made again for, when no member of the body changed
+            # (@dataclass -> @dataclass(order=True) gave it __lt__ and the rest)
+            if dump_nodes(old_node.decorator_list) != dump_nodes(new_node.decorator_list):
+                now = " ".join(f"@{ast.unparse(d)}" for d in new_node.decorator_list)
+                self.report.patched.append(f"{name} decorators now {now or '(none)'}")
+            if dump_nodes(old_node.keywords) != dump_nodes(new_node.keywords):
+                now = ", ".join(ast.unparse(k) for k in new_node.keywords)
+                self.report.patched.append(f"{name} class keywords now ({now})")
         if follows or before.fields:
             self._fills.append((old, before, new_node))
         return True
@@ -978,6 +1003,37 @@ def _bare_class(name: str, body: list[ast.stmt], like: ast.stmt) -> ast.ClassDef
     ast.copy_location(bare, like)
     bare.end_lineno, bare.end_col_offset = like.end_lineno, like.end_col_offset
     return ast.fix_missing_locations(bare)  # a `pass` standing for an empty body
+
+
+#: Decorators that register nothing anywhere: no word when they run again.
+_PLAIN_DECORATORS = frozenset(
+    {
+        "abstractmethod",
+        "asynccontextmanager",
+        "cache",
+        "cached_property",
+        "classmethod",
+        "contextmanager",
+        "final",
+        "lru_cache",
+        "overload",
+        "override",
+        "property",
+        "singledispatch",
+        "staticmethod",
+        "total_ordering",
+        "wraps",
+    }
+)
+
+
+def _decorator_name(node: ast.expr) -> str:
+    """``lru_cache`` for ``@lru_cache``, ``@functools.lru_cache(maxsize=2)`` and alike."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
 
 
 def _unregistered_key(name: str) -> str:

@@ -284,12 +284,13 @@ class FastAPIAdapter(Adapter):
         if before is not None and before[1] != _signature(old):
             self._changed[id(old)] = old
         if event.action == "rebuilt" and new is not None:
-            self._replace(old, new)
+            event.unregistered = self._replace(old, new)
 
-    def _replace(self, old: Any, new: Any) -> None:
+    def _replace(self, old: Any, new: Any) -> bool:
         """The decorators made new routes for ``new``: they take the places of the routes
-        ``old`` had and call ``old`` (which now runs the new code)."""
+        ``old`` had and call ``old`` (which now runs the new code). True if there were any."""
         previous = self._replacing.pop(id(old), [])
+        replaced = False
         # By identity throughout: Starlette's routes compare equal by path, endpoint and
         # methods, and a remade route has the old endpoint, so it equals the route it replaces.
         for router in self._routers:
@@ -298,6 +299,7 @@ class FastAPIAdapter(Adapter):
             gone = [r for rt, r in previous if rt is router and id(r) in present]
             if not made and not gone:
                 continue
+            replaced = True
             for route in made:
                 problem = _remake(route, old, _Built(old))
                 if problem is not None and self._report is not None:
@@ -312,6 +314,7 @@ class FastAPIAdapter(Adapter):
                 routes = [r for r in routes if id(r) not in gone_ids] + made
             router.routes[:] = routes
             self._changed_table(router)
+        return replaced
 
     def removed_statement(self, event: StatementEvent) -> None:
         """An ``include_router(...)`` or ``add_api_route(...)`` statement gone from the file
