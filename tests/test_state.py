@@ -329,10 +329,14 @@ def test_a_constant_change_reruns_bindings_here_and_in_importers_but_not_loops(p
 
 def test_a_constant_read_through_its_module_reruns_bindings_and_lists_loops(program, tmp_path):
     write(tmp_path / "config.py", "RATE = 2\n")
+    write(tmp_path / "pkg/__init__.py", "")
+    write(tmp_path / "pkg/settings.py", "LIMIT = 5\n")
     write(
         tmp_path / "shop.py",
         "import config\nimport config as cfg\nZ = config.RATE * 10\nV = cfg.RATE + 1\n"
-        "SEEN = []\nfor i in range(2):\n    SEEN.append(config.RATE)\n",
+        "SEEN = []\nfor i in range(2):\n    SEEN.append(config.RATE)\n"
+        "import pkg.settings\nfrom pkg import settings\nL1 = pkg.settings.LIMIT\n"
+        "L2 = settings.LIMIT\n",
     )
     p = program("import shop")
     write(tmp_path / "config.py", "RATE = 3\n")
@@ -341,6 +345,11 @@ def test_a_constant_read_through_its_module_reruns_bindings_and_lists_loops(prog
     assert shop_report["rerun"] == ["Z = config.RATE * 10", "V = cfg.RATE + 1"]
     assert shop_report["not_rerun"] == ['shop.py:6 "for i in range(2):" reads config.RATE']
     assert p.eval("(shop.Z, shop.V, shop.SEEN)") == (30, 4, [2, 2])
+    # Through a package: import pkg.settings, from pkg import settings.
+    write(tmp_path / "pkg/settings.py", "LIMIT = 6\n")
+    _, shop_report = p.wait_reload(2)
+    assert shop_report["rerun"] == ["L1 = pkg.settings.LIMIT", "L2 = settings.LIMIT"]
+    assert p.eval("(shop.L1, shop.L2)") == (6, 6)
 
 
 def test_a_follower_through_a_module_runs_only_when_what_it_reads_really_changed(program, tmp_path):

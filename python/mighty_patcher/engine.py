@@ -324,8 +324,12 @@ class Engine:
                         exporter = getattr(sys.modules.get(imported.module), "__dict__", None)
                     if exporter is None:
                         continue
-                    if not imported.name:  # import m: the alias holds the module
-                        if ns.get(imported.alias) is sys.modules.get(imported.module):
+                    if not imported.name:  # import m (or a.b): the alias holds the module
+                        first, *rest = imported.alias.split(".")
+                        held = ns.get(first)
+                        for part in rest:
+                            held = getattr(held, part, None)
+                        if held is not None and held is sys.modules.get(imported.module):
                             copies.add(imported.alias)
                         continue
                     if imported.name == "*":

@@ -263,6 +263,16 @@ def reload_branch(node: ast.stmt) -> list[ast.stmt] | None:
     return None
 
 
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for an attribute chain on a name; None for anything else."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        owner = _dotted(node.value)
+        return None if owner is None else f"{owner}.{node.attr}"
+    return None
+
+
 class _Names(ast.NodeVisitor):
     """Names a statement reads and assigns when it *executes* at this level: the bodies of
     functions and lambdas run later and are skipped (their decorators, defaults and
@@ -281,9 +291,12 @@ class _Names(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         # ``config.RATE`` reads ``config`` and, for a follower, the dotted name: a module's
-        # attribute that a reload of that module rebinds (see :func:`plan_imports`).
-        if isinstance(node.value, ast.Name) and isinstance(node.ctx, ast.Load):
-            self.reads.add(f"{node.value.id}.{node.attr}")
+        # attribute that a reload of that module rebinds (see :func:`plan_imports`); so does
+        # ``pkg.config.RATE`` (and ``pkg.config``).
+        if isinstance(node.ctx, ast.Load):
+            dotted = _dotted(node)
+            if dotted is not None:
+                self.reads.add(dotted)
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -936,8 +949,9 @@ class ImportedName:
 
 def import_table(tree: ast.Module, package: str) -> list[ImportedName]:
     """The top-level ``from ... import`` statements of a module, resolved against its package
-    (relative imports; the ones that do not resolve are left out), and its ``import m`` and
-    ``import a.b as m`` statements (``import a.b`` binds ``a``, not the module: left out)."""
+    (relative imports; the ones that do not resolve are left out), and its ``import m``,
+    ``import a.b as m`` and ``import a.b`` statements (the last one's alias is ``a.b``: the
+    module is read as ``a.b.name``)."""
     import importlib.util
 
     table = []
@@ -953,8 +967,8 @@ def import_table(tree: ast.Module, package: str) -> list[ImportedName]:
                 table.append(ImportedName(alias.asname or alias.name, absolute, alias.name))
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.asname or "." not in alias.name:
-                    table.append(ImportedName(alias.asname or alias.name, alias.name, ""))
+                # (``import a.b`` binds ``a``; the module is read as ``a.b``: its alias)
+                table.append(ImportedName(alias.asname or alias.name, alias.name, ""))
     return table
 
 
@@ -1015,6 +1029,15 @@ def plan_imports(
             rebind: list[tuple[str, str, str]] = []
             attributes: set[tuple[str, str, str]] = set()
             for imported in importer.imports:
+                submodule = f"{imported.module}.{imported.name}"
+                if imported.name not in ("", "*") and reached.get(submodule):
+                    # from pkg import config: config.name reads the module pkg.config
+                    if imported.alias in importer.copies:
+                        attributes |= {
+                            (f"{imported.alias}.{n}", submodule, n)
+                            for n in reached[submodule]
+                            if f"{imported.alias}.{n}" not in done
+                        }
                 names = reached.get(imported.module)
                 if not names:
                     continue
