@@ -527,6 +527,27 @@ def test_a_module_imported_under_two_names_reloads_under_both(project):
         sys.modules.pop("twice", None)
 
 
+def test_a_save_that_failed_for_want_of_another_file_is_applied_when_that_file_comes(project):
+    # (found by trying the product as a user: urls.py saved before views.py stayed failed)
+    project.write("views", "def home():\n    return 'home'\n")
+    project.write("urls", "from . import views\nROUTES = [views.home]\n")
+    urls = project.module("urls")
+    project.start()
+    needs_about = "from . import views\nROUTES = [views.home, views.about]\n"
+    (report,) = project.save("urls", needs_about)
+    assert not report.ok and "has no attribute 'about'" in (report.error or "")
+    # The watcher reports views.py alone: urls.py is tried again after it.
+    project.write("views", "def home():\n    return 'home'\n\ndef about():\n    return 'about'\n")
+    views_report, *more = project.reloader.reload([project.path("views")])
+    assert views_report.added == ["about"]
+    urls_report = next(r for r in more if r.module.endswith("urls"))
+    assert urls_report.ok and urls_report.rerun == ["ROUTES = [views.home, views.about]"]
+    assert urls_report.notes == [
+        "applied now: its last save failed, and a file it needs changed since"
+    ]
+    assert [f() for f in urls.ROUTES] == ["home", "about"]
+
+
 def test_a_file_never_imported_is_never_executed(project, tmp_path):
     marker = tmp_path / "ran"
     project.write("used", "X = 1\n")

@@ -64,6 +64,10 @@ class Engine:
         #: By file: the text (or the message) of its last failed reload and when, so that the
         #: same bad save written twice in a row (editors do) is said once.
         self._failures: dict[str, tuple[str, float]] = {}
+        #: Files whose last save failed while it ran (an error raised by the module's code,
+        #: not a syntax error): tried again, once, after another file's reload succeeds, since
+        #: what they needed may have come with it (``urls.py`` saved before ``views.py``).
+        self._retry: set[str] = set()
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -77,9 +81,13 @@ class Engine:
             order = {f: i for i, f in enumerate(tracked)}
             wanted = {resolve(p) for p in paths}
             wanted -= self._gone_directories(wanted, tracked)
-            reports = []
+            reports: list[ReloadReport] = []
             for path in sorted(wanted, key=lambda p: order.get(p, len(order))):
-                reports += self.reload_file(path, text=(texts or {}).get(path))
+                again = path in self._retry and any(r.ok for r in reports)
+                reports += self.reload_file(path, text=(texts or {}).get(path), retry=again)
+            if self._retry - wanted and any(r.ok for r in reports):
+                for path in sorted(self._retry - wanted, key=lambda p: order.get(p, len(order))):
+                    reports += self.reload_file(path, retry=True)
             return reports
 
     def reload_changed(self) -> list[ReloadReport]:
@@ -90,9 +98,12 @@ class Engine:
             changed, texts = self.sources.changed_files()
             return self.reload_paths(changed, texts=texts)
 
-    def reload_file(self, path: str, *, text: str | None = None) -> list[ReloadReport]:
+    def reload_file(
+        self, path: str, *, text: str | None = None, retry: bool = False
+    ) -> list[ReloadReport]:
         """Applies one file. ``text``: its text, just read (checked not too large); None:
-        read it here."""
+        read it here. ``retry``: its last save failed while it ran, and another file changed
+        since; if the same text fails again, nothing is said (it was said)."""
         with self.lock:
             if not self.sources.under_roots(path):
                 # e.g. reached through a symbolic link inside a root: never followed out
@@ -112,13 +123,19 @@ class Engine:
                     logger.warning("%s was deleted; %s keeps running its last version", path, name)
                 return []
             except SourceError as exc:
+                self._retry.discard(path)
                 if self._failed_just_now(path, str(exc)):
                     return []
                 self._failures[path] = (str(exc), time.monotonic())
                 return [self._failed(name, path, start, str(exc))]
             self._missing.discard(path)
             baseline = self.sources.baseline(path)
-            if source == baseline or self._failed_just_now(path, source):
+            # Tried again: the same text that failed while it ran, after another file changed.
+            retry = retry and path in self._retry and self._failures.get(path, ("",))[0] == source
+            if not retry and source != baseline and self._failed_just_now(path, source):
+                return []  # (the same bad save written twice: said once, tried again later)
+            self._retry.discard(path)
+            if source == baseline:
                 return []
             start = time.perf_counter()  # (not counting the time a half-written file had)
             running = _running(modules)
@@ -137,8 +154,15 @@ class Engine:
                 self.sources.remember(path, source)
                 linecache.checkcache(path)
                 self._failures.pop(path, None)
+                if retry:
+                    report.notes.append(
+                        "applied now: its last save failed, and a file it needs changed since"
+                    )
             else:
                 self._failures[path] = (source, time.monotonic())
+                self._retry.add(path)
+                if retry:
+                    return []  # (the same failure, said when it was saved)
             report.seconds = time.perf_counter() - start
             self._finish(report)
             if not ok:
