@@ -696,6 +696,28 @@ def test_admin_options_and_methods_apply_to_the_changelist(server: Server):
     server.wait_log(r"reloaded polls\.admin: deleted ChoiceAdmin")
     assert server.request("/admin/polls/choice/")[0] == 404
     assert "Fresh?" in server.get("/admin/polls/question/")
+
+    # A registration statement added, given a ModelAdmin (found by trying the product as a
+    # user: AlreadyRegistered, and the whole file failed), and removed.
+    server.save(
+        "polls/admin.py",
+        "class ChoiceInline(admin.TabularInline):",
+        "admin.site.register(Choice)\n\n\nclass ChoiceInline(admin.TabularInline):",
+    )
+    server.wait_for("/admin/polls/choice/", lambda s, b, h: "Select choice to change" in b)
+    server.save(
+        "polls/admin.py",
+        "admin.site.register(Choice)\n",
+        'class VotesAdmin(admin.ModelAdmin):\n    search_fields = ["choice_text"]\n\n\n'
+        "admin.site.register(Choice, VotesAdmin)\n",
+    )
+    server.wait_for("/admin/polls/choice/", lambda s, b, h: 'id="searchbar"' in b)
+    line = server.wait_log(r"reloaded polls\.admin: .*re-ran admin\.site\.register")
+    assert "restart" not in line
+    server.save("polls/admin.py", "admin.site.register(Choice, VotesAdmin)\n", "")
+    server.wait_for("/admin/polls/choice/", lambda s, b, h: s == 404)
+    line = server.wait_log(r"reloaded polls\.admin: .*deleted admin\.site\.register")
+    assert "restart" not in line
     server.assert_no_warning(failed=1)
 
 
@@ -775,7 +797,9 @@ def test_middleware_edits_and_what_needs_a_restart(server: Server):
         "needs a restart: middleware polls.middleware.StampMiddleware: process_view added or "
         "removed; Django looks for these methods once, when it loads its middleware: restart "
         "to apply; middleware polls.middleware.StampMiddleware: __init__ changed; Django made "
-        "the middleware instance when it started: restart to run the new __init__; "
+        "the middleware instance when it started, so the new __init__ runs at a restart (the "
+        "live instance gets only the attributes it sets from constants, filled as for any live "
+        "object); "
         "middleware polls.middleware.timing: the factory's own code changed" in line
     )
     server.save("mysite/settings.py", '    "polls.middleware.timing",\n', "")

@@ -34,23 +34,20 @@ def module_globals(kind: type[T] | tuple[type[T], ...]) -> list[T]:
 
 def method_call(
     node: ast.stmt, methods: dict[str, tuple[str, ...]]
-) -> tuple[str, str, dict[str, ast.expr]] | None:
+) -> tuple[ast.expr, str, dict[str, ast.expr]] | None:
     """``X.method(a, b, key=c)`` as a statement of its own, ``method`` a key of ``methods``:
-    (the name ``X``, the method, its arguments by parameter name: the positional ones named
-    by ``methods[method]`` in order). None for any other statement."""
+    (``X``, a name or a dotted name, to look up with :func:`named`; the method; its arguments
+    by parameter name, the positional ones named by ``methods[method]`` in order). None for
+    any other statement."""
     if not isinstance(node, ast.Expr) or not isinstance(node.value, ast.Call):
         return None
     call = node.value
     func = call.func
-    if not (
-        isinstance(func, ast.Attribute)
-        and func.attr in methods
-        and isinstance(func.value, ast.Name)
-    ):
+    if not isinstance(func, ast.Attribute) or func.attr not in methods:
         return None
     given: dict[str, ast.expr] = dict(zip(methods[func.attr], call.args, strict=False))
     given.update((k.arg, k.value) for k in call.keywords if k.arg is not None)
-    return func.value.id, func.attr, given
+    return func.value, func.attr, given
 
 
 def named(node: ast.expr | None, namespace: dict[str, Any]) -> Any:

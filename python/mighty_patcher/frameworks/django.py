@@ -43,7 +43,8 @@ from django.forms.forms import DeclarativeFieldsMetaclass
 from django.forms.widgets import MediaDefiningClass, media_property
 
 from .. import NeedsRestart
-from ..hooks import Adapter, DefinitionEvent, ReloadEvent
+from ..hooks import Adapter, DefinitionEvent, ReloadEvent, StatementEvent
+from . import method_call, named
 
 __all__ = ["DjangoAdapter"]
 
@@ -95,7 +96,19 @@ class DjangoAdapter(Adapter):
     def before_reload(self, event: ReloadEvent) -> None:
         self._report = event.report
         self._urlpatterns = vars(event.module).get("urlpatterns", _UNKNOWN)
-        self._registries = {site: dict(site._registry) for site in _admin_sites()}
+        saved = self._registries = {site: dict(site._registry) for site in _admin_sites()}
+        # A registration statement run again (changed: admin.site.register(Tag, TagAdmin))
+        # replaces the registration it made before, as a restart would make it once.
+        for site in saved:
+            vars(site)["register"] = _replacing_register(site)
+
+        def undo() -> None:
+            for site, registry in saved.items():
+                site._registry.clear()
+                site._registry.update(registry)
+            _plain_register(saved)
+
+        event.on_rollback(undo)
         self._admin_changed = False
         self._held.clear()
         self._settings = None
@@ -103,6 +116,7 @@ class DjangoAdapter(Adapter):
             self._settings = {k: v for k, v in list(vars(event.module).items()) if k.isupper()}
 
     def after_reload(self, event: ReloadEvent) -> None:
+        _plain_register(self._registries)
         if not apps.ready:
             return
         if self._settings is not None:
@@ -129,6 +143,26 @@ class DjangoAdapter(Adapter):
                 f"settings {', '.join(changed)} changed: Django read its settings when it "
                 f"started; restart to apply"
             )
+
+    # --- statements ------------------------------------------------------------------------
+
+    def removed_statement(self, event: StatementEvent) -> None:
+        """``admin.site.register(Model, ...)`` gone from the file (or changed): a changed one
+        replaced its registration when it ran; a removed one's registration goes."""
+        found = method_call(event.node, {"register": ("model_or_iterable", "admin_class")})
+        if found is None:
+            return
+        receiver, _, given = found
+        namespace = vars(event.module)
+        site = named(receiver, namespace)
+        registered = named(given.get("model_or_iterable"), namespace)
+        before = self._registries.get(site)
+        if before is None or not isinstance(registered, ModelBase) or registered not in before:
+            return
+        now = site._registry.get(registered)
+        if now is before[registered]:  # still the registration the statement made: it goes
+            site._registry.pop(registered, None)
+        event.undone = True
 
     # --- definitions -----------------------------------------------------------------------
 
@@ -326,7 +360,9 @@ class DjangoAdapter(Adapter):
             if event.members is None or "__init__" in event.members:
                 self._note(
                     f"middleware {name}: __init__ changed; Django made the middleware "
-                    f"instance when it started: restart to run the new __init__",
+                    f"instance when it started, so the new __init__ runs at a restart (the "
+                    f"live instance gets only the attributes it sets from constants, filled "
+                    f"as for any live object)",
                     restart=True,
                 )
         elif isinstance(old, types.FunctionType) and before[0] != _outer_code(old.__code__):
@@ -536,6 +572,29 @@ def _names_in(node: ast.AST) -> set[str]:
 
 
 # --- admin -----------------------------------------------------------------------------------
+
+
+def _replacing_register(site: Any) -> Any:
+    """``site.register`` for the time of a reload: a model registered already is registered
+    anew (AdminSite refuses it: AlreadyRegistered)."""
+    register = type(site).register.__get__(site)
+
+    def replacing(model_or_iterable: Any, admin_class: Any = None, **options: Any) -> Any:
+        models = (
+            [model_or_iterable]
+            if isinstance(model_or_iterable, ModelBase)
+            else list(model_or_iterable)
+        )
+        for model in models:
+            site._registry.pop(model, None)
+        return register(models, admin_class, **options)
+
+    return replacing
+
+
+def _plain_register(sites: dict[Any, Any]) -> None:
+    for site in sites:
+        vars(site).pop("register", None)
 
 
 def _admin_sites() -> list[Any]:

@@ -327,7 +327,7 @@ class FastAPIAdapter(Adapter):
             return
         owner, method, given = found
         namespace = vars(event.module)
-        table = namespace.get(owner)
+        table = named(owner, namespace)
         router = table.router if isinstance(table, fastapi.FastAPI) else table
         if not isinstance(router, Router):
             return

@@ -38,7 +38,7 @@ from flask.sansio.scaffold import Scaffold
 from werkzeug.routing.matcher import StateMachineMatcher
 
 from ..hooks import Adapter, DefinitionEvent, ReloadEvent, StatementEvent
-from . import method_call, module_globals
+from . import method_call, module_globals, named
 
 __all__ = ["FlaskAdapter"]
 
@@ -137,7 +137,7 @@ def _removed_rule(node: ast.stmt, namespace: dict[str, Any]) -> tuple[Any, str, 
         endpoint = getattr(namespace.get(view.id), "__name__", None)
     if not isinstance(rule, str) or not isinstance(endpoint, str):
         return None
-    return namespace.get(owner), rule, endpoint
+    return named(owner, namespace), rule, endpoint
 
 
 # A request's first match after the URL map changed sorts each endpoint's list of rules in
