@@ -548,6 +548,28 @@ def test_a_save_that_failed_for_want_of_another_file_is_applied_when_that_file_c
     assert [f() for f in urls.ROUTES] == ["home", "about"]
 
 
+def test_a_save_that_arrives_while_another_thread_imports_the_module_applies_to_all_of_it(
+    project,
+):
+    # (found in CI: a spawned pool worker imported the module as the save arrived; the
+    # reload saw it without a baseline, and the rest of the import redefined with old code)
+    import importlib
+    import threading
+    import time
+
+    source = "import time\ndef a():\n    return 1\ntime.sleep(0.4)\ndef b():\n    return 1\n"
+    project.write("slow", source)
+    project.start()  # (its import hook records what the import reads)
+    importer = threading.Thread(target=importlib.import_module, args=(f"{project.package}.slow",))
+    importer.start()
+    time.sleep(0.1)  # mid-import: a() defined, b() not yet
+    reports = project.save("slow", source.replace("return 1", "return 2"))
+    importer.join()
+    slow = sys.modules[f"{project.package}.slow"]
+    assert (slow.a(), slow.b()) == (2, 2)
+    assert [r.patched for r in reports] == [["a", "b"]]
+
+
 def test_a_file_never_imported_is_never_executed(project, tmp_path):
     marker = tmp_path / "ran"
     project.write("used", "X = 1\n")

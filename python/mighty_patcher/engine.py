@@ -114,6 +114,7 @@ class Engine:
                 logger.debug("%s changed but backs no imported module: not executed", path)
                 return []
             name = ", ".join(m.__name__ for m in modules)
+            _wait_for_imports(modules)
             start = time.perf_counter()
             try:
                 source = self.sources.read_saved(path, text)
@@ -460,6 +461,37 @@ class Engine:
                 notify(report.as_dict())
             except Exception:
                 logger.exception("reload callbacks failed")
+
+
+#: How long a reload waits for another thread's import of the module to finish.
+IMPORT_WAIT = 2.0
+
+
+def _wait_for_imports(modules: list[types.ModuleType]) -> None:
+    """Waits (a while) for another thread that is importing one of ``modules`` to finish: a
+    save that arrives as a worker imports the module applies to the module whole, not to
+    half of it that the rest of the import would then redefine with the old code. A module
+    whose import goes on (one that serves at import) is reloaded as a running module after
+    :data:`IMPORT_WAIT`; one this thread is importing is not waited for."""
+    me = threading.get_ident()
+    deadline = time.monotonic() + IMPORT_WAIT
+    while time.monotonic() < deadline:
+        importing = {
+            id(m.__dict__)
+            for m in modules
+            if getattr(getattr(m, "__spec__", None), "_initializing", False)
+        }
+        if not importing:
+            return
+        frames = sys._current_frames()
+        mine = set()
+        current: types.FrameType | None = frames.get(me)
+        while current is not None:
+            mine.add(id(current.f_globals))
+            current = current.f_back
+        if importing & mine:
+            return
+        time.sleep(0.005)
 
 
 def _running(modules: list[types.ModuleType], namespaces: set[int] | None = None) -> bool:

@@ -343,15 +343,18 @@ class Sources:
         sources = self
 
         class RecordingLoader(importlib.machinery.SourceFileLoader):
-            """A SourceFileLoader that records the text of the module it executes."""
+            """A SourceFileLoader that records the text of the module it executes, before the
+            module is in ``sys.modules`` (``create_module`` comes first): a reload never finds
+            the module without its baseline, and an import never overwrites the baseline a
+            reload set meanwhile (a worker importing a module as a save arrives)."""
 
-            def exec_module(self, module: types.ModuleType) -> None:
+            def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
                 path = resolve(self.path)
                 try:
                     sources.remember(path, importlib.util.decode_source(self.get_data(self.path)))
                 except (OSError, UnicodeDecodeError, SyntaxError):
                     pass
-                super().exec_module(module)
+                return None  # (the default module)
 
         details: list[tuple[Any, list[str]]] = [
             (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
