@@ -528,6 +528,26 @@ def test_a_changed_statement_of_the_running_script_is_said_once(tmp_path):
     assert line.endswith("main.py:8 \"if __name__ == '__main__':\""), line
 
 
+def test_a_function_deleted_from_the_running_script_stays_for_its_loop(tmp_path):
+    # (found by trying the product as a user: the loop died with NameError)
+    source = (
+        "import time\n\ndef step():\n    return 's1'\n\nfor i in range(300):\n"
+        "    print(f'tick {i} {step()}', flush=True)\n    time.sleep(0.02)\n"
+    )
+    write(tmp_path / "main.py", source)
+    proc = start_run(["main.py"], tmp_path)
+    try:
+        read_until(proc, r"tick 3 s1")
+        write(tmp_path / "main.py", source.replace("def step():\n    return 's1'\n", ""))
+        lines = read_until(proc, r"tick \d+ s1")
+        lines += read_until(proc, r"tick \d+ s1")
+    finally:
+        _, stderr = finish(proc, "reloaded __main__: deleted step")
+    assert "Traceback" not in stderr, stderr
+    assert "step stays bound in the running script" in stderr
+    assert "reads step, which the file no longer defines" in stderr
+
+
 def test_a_script_importing_multiprocessing_applies_each_save_once(tmp_path):
     write(
         tmp_path / "main.py",

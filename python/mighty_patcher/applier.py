@@ -874,6 +874,16 @@ class Applier:
             event = self._event("removed", name, self.ns[name], node)
             if self._refused(event):
                 continue
+            if self.plan.running:
+                # The running script's own code may still call it (its loop): the name stays
+                # until the next start; what adapters registered for it goes.
+                hooks.call("after_definition", event)
+                self.report.deleted.append(name)
+                self.report.notes.append(
+                    f"{name} stays bound in the running script (its code may still use it) "
+                    f"until the next start"
+                )
+                continue
             value = self.ns.pop(name)
             hooks.call("after_definition", event)
             if event.unregistered:  # (an adapter took its registrations out: see redefine)
