@@ -370,6 +370,14 @@ def test_a_follower_through_a_module_runs_only_when_what_it_reads_really_changed
     assert [r["module"] for r in reports] == ["cfg", "mid", "top"]
     assert reports[-1]["rerun"] == ["HANDLE = register(mid.CAP)"]
     assert p.eval("top.CALLS") == [10, 5]
+    # An equal value made anew (a big int computed again) is no change either.
+    write(tmp_path / "mid.py", "import cfg\nCAP = min(cfg.RATE, 10) * 0 + 1000\n")
+    p.wait_reload(2)  # mid, then top: CAP became 1000
+    assert p.eval("top.CALLS") == [10, 5, 1000]
+    write(tmp_path / "cfg.py", "RATE = 6\n")
+    _, mid_report = p.wait_reload(2)
+    assert mid_report["rerun"] == ["CAP = min(cfg.RATE, 10) * 0 + 1000"]
+    assert p.eval("top.CALLS") == [10, 5, 1000]
 
 
 def test_a_function_moved_to_another_module_in_two_saves_reaches_its_importers(program, tmp_path):

@@ -51,6 +51,7 @@ from .planner import (
     first_line,
     reload_branch,
     same_header,
+    same_value,
 )
 from .report import ReloadReport, relative
 from .sources import in_library, library_dirs, resolve
@@ -244,7 +245,9 @@ class Applier:
                 f"takes effect at the next start"
             )
         self._keep_identity(step, before, code)
-        self.rebound |= {n for n, v in before.items() if self.ns.get(n, _MISSING) is not v}
+        self.rebound |= {
+            n for n, v in before.items() if not same_value(self.ns.get(n, _MISSING), v)
+        }
 
     def _keep_identity(self, step: Step, before: dict[str, Any], code: types.CodeType) -> None:
         """A function the statement itself defines (a lambda, a def inside an `if`) keeps the

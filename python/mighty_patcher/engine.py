@@ -268,6 +268,8 @@ class Engine:
     ) -> list[ReloadReport]:
         """The ``from m import name`` copies of the names the reload rebound (to a different
         object: a name patched in place is not rebound), and their followers, everywhere."""
+        from .planner import plan_imports, same_value
+
         rebound = {}
         for module in modules:
             saved = before[module.__name__]
@@ -277,13 +279,12 @@ class Engine:
                 for key, value in list(module.__dict__.items())
                 # (a name an earlier reload deleted, bound again: copies of what it held
                 # before are still about, in the importers)
-                if saved.get(key, value) is not value or (key not in saved and key in buried)
+                if not same_value(saved.get(key, value), value)
+                or (key not in saved and key in buried)
             )
         if not any(rebound.values()):
             return []
         by_name: dict[str, types.ModuleType] = {}
-        from .planner import plan_imports
-
         steps = plan_imports(rebound, self._importers(before, by_name))
         reports: list[ReloadReport] = []
         failed: set[str] = set()
@@ -299,7 +300,9 @@ class Engine:
                 (alias, vars(by_name.get(m) or sys.modules[m])[n]) for alias, m, n in step.rebind
             ]
             # (a follower in between may have left a name as it was: nothing to pass on)
-            values = [(a, v) for a, v in values if module.__dict__.get(a, _MISSING) is not v]
+            values = [
+                (a, v) for a, v in values if not same_value(module.__dict__.get(a, _MISSING), v)
+            ]
             attributes = frozenset(d for d, m, n in step.attributes if n in changed.get(m, ()))
             if not values and not attributes:
                 continue
@@ -314,7 +317,7 @@ class Engine:
             )
             changed.setdefault(step.module, set()).update(
                 [a for a, _ in values]
-                + [n for n, v in kept.items() if ns.get(n, _MISSING) is not v]
+                + [n for n, v in kept.items() if not same_value(ns.get(n, _MISSING), v)]
             )
             if not applied:
                 failed.add(step.module)

@@ -69,6 +69,7 @@ __all__ = [
     "plan_imports",
     "plan_module",
     "reload_branch",
+    "same_value",
 ]
 
 Action = Literal["keep", "relocate", "redefine", "run", "follow", "restore", "defer"]
@@ -656,6 +657,20 @@ def _constant_assignment(node: ast.stmt) -> bool:
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False
     return _immutable(value)
+
+
+def same_value(a: object, b: object) -> bool:
+    """Whether a name bound to ``b`` instead of ``a`` is no rebinding: the same object, or an
+    equal immutable value of the same type (``X * 0 + 1000`` computed again makes a new int,
+    and what reads it has nothing new to read)."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or not _immutable(a) or not _immutable(b):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # (an immutable value cannot fail to compare, but say no if it does)
+        return False
 
 
 def _immutable(value: object) -> bool:
