@@ -169,6 +169,12 @@ def test_generators_and_coroutines_made_before_an_edit_are_said_to_keep_their_co
         "new calls run the new code",
     ]
     assert p.eval("next(g1), next(gens.ticks())") == ("old", "new")
+    # A second edit: they still run the first version, and are said again.
+    write(
+        tmp_path / "gens.py", source.replace("'old'", "'newer'").replace("sleep(0)", "sleep(0.0)")
+    )
+    (report,) = p.wait_reload()
+    assert any(n.startswith("ticks: 3 generators made before the edit") for n in report["notes"])
 
 
 def test_a_rename_that_leaves_a_top_level_reader_of_the_old_name_says_a_restart_would_fail(

@@ -714,10 +714,18 @@ class Applier:
                 codes[id(old)] = getattr(old, "co_qualname", old.co_name)
         if not codes:
             return
+        # Generators made before an earlier reload run an older code object still: those are
+        # found by file and name. (Not the code just made: nothing ran it yet.)
+        fresh = {id(new) for _, new in self.code_pairs}
+        names = {n.rpartition(".")[2]: n for n in codes.values()}
         counts: dict[tuple[str, str], int] = {}
         for obj in native.instances_of(_SUSPENDED):
             kind, prefix = _SUSPENDED[type(obj)]
-            name = codes.get(id(getattr(obj, f"{prefix}_code")))
+            code = getattr(obj, f"{prefix}_code")
+            name = codes.get(id(code))
+            if name is None and code.co_filename == self.path and id(code) not in fresh:
+                qualname = getattr(code, "co_qualname", names.get(code.co_name))
+                name = qualname if qualname in codes.values() else None
             if name is not None and getattr(obj, f"{prefix}_frame") is not None:
                 counts[(name, kind)] = counts.get((name, kind), 0) + 1
         for (name, kind), count in counts.items():
