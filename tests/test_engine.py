@@ -497,6 +497,7 @@ def test_currently_reloading_blocks(project):
     (report,) = project.save("boot", source.replace('"reload"', '"reload 2"'))
     assert boot.events == ["first import", "reload", "reload 2"]
     assert report.rerun == [f"the reload block at {path}:6"]
+    assert not report.needs_restart, "an edit of the block is no removed statement"
     # A changed first-import block does not run (its test is false): it is said once, as
     # coming at the next start, not as a deleted statement whose effect stays.
     edited = source.replace('"reload"', '"reload 2"').replace('"first import"', '"first 2"')

@@ -96,9 +96,9 @@ class Applier:
     #: in place is not one): what followers follow. Starts with imported copies rebound.
     rebound: set[str] = field(default_factory=set)
     transform: Transform | None = None
-    #: New or changed ``if not currently_reloading():`` blocks met (their note says what a
-    #: deleted one's would).
-    first_import_blocks: int = 0
+    #: New or changed reload guards (``if [not] currently_reloading():`` blocks) run: what
+    #: they say covers the versions of them the edit replaced.
+    guards_changed: int = 0
 
     @property
     def ns(self) -> dict[str, Any]:
@@ -234,12 +234,13 @@ class Applier:
         code = self.compile(stmt.node)
         exec(code, self.ns)
         branch = reload_branch(stmt.node)
+        if branch is not None and step.old is None:
+            self.guards_changed += 1  # (its old version is no news: see delete)
         if branch is None:
             self.report.rerun.append(stmt.label)
         elif branch:
             self.report.rerun.append(f"the reload block at {relative(self.path)}:{stmt.lineno}")
         elif step.old is None:  # a new or changed `if not currently_reloading():` block
-            self.first_import_blocks += 1
             self.report.notes.append(
                 f"{self._where(stmt)} runs at the first import only: this version of it "
                 f"takes effect at the next start"
@@ -907,8 +908,8 @@ class Applier:
         for stmt in self.plan.deleted:
             if stmt.binding or not _had_effect(stmt.raw, self.module):
                 continue
-            if self.first_import_blocks and reload_branch(stmt.raw) == []:
-                continue  # (an edit of a first-import block: said once, where it ran)
+            if self.guards_changed and reload_branch(stmt.raw) is not None:
+                continue  # (an edit of a reload guard: said once, where it ran)
             if self.plan.running:
                 # (a changed statement is deferred as its new version; its old one is no news)
                 if not any(
