@@ -217,6 +217,17 @@ def test_a_change_of_bases_is_reported(project):
     assert report.patched == ["Thing.RATE"], "the same bases: nothing said of them"
 
 
+def test_an_annotation_added_in_a_plain_class_body_keeps_the_value(project):
+    # (found by trying the product as a user: K.items was made again, empty)
+    source = "class K:\n    items = []\n"
+    project.write("plainclass", source)
+    plainclass = project.module("plainclass")
+    plainclass.K.items.append(1)
+    project.start()
+    reports = project.save("plainclass", source.replace("items = []", "items: list = []"))
+    assert all(not r.patched for r in reports) and plainclass.K.items == [1]
+
+
 def test_a_change_of_class_decorators_is_reported(project):
     # (found by trying the product as a user: "no change to apply", and __lt__ had come)
     source = "from dataclasses import dataclass\n@dataclass\nclass P:\n    x: int\n"

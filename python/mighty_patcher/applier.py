@@ -449,7 +449,10 @@ class Applier:
         assert isinstance(new_node, ast.ClassDef)
         plan = None
         if isinstance(old_node, ast.ClassDef):
-            plan = class_plan(old_node, new_node, self.old_lines, self.new_lines, seeds=seeds)
+            plain = not _has_machinery(old, new_node) and not _has_machinery(old, old_node)
+            plan = class_plan(
+                old_node, new_node, self.old_lines, self.new_lines, seeds=seeds, plain=plain
+            )
         in_place = plan is not None and not header and not plan.header
         if plan is not None and in_place and not (plan.fields and _has_machinery(old, new_node)):
             if self._patch_class_body(name, old, new_node, plan, old_node):

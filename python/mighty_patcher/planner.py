@@ -560,8 +560,8 @@ def _definition_keys(stmts: list[Stmt]) -> dict[tuple[str, str, int], Stmt]:
 
 def match(old: list[Stmt], new: list[Stmt], *, by_value: bool = False) -> dict[int, Stmt]:
     """For each new statement (by position), its old partner. ``by_value`` (a module's body,
-    not a class's, where an annotation may be a field): an assignment whose annotation alone
-    changed is its old self."""
+    or a class's that no machinery reads, where an annotation is no field): an assignment
+    whose annotation alone changed is its old self."""
     partners: dict[int, Stmt] = {}
     old_defs = _definition_keys(old)
     new_defs = _definition_keys(new)
@@ -741,7 +741,7 @@ def plan_body(
     *,
     seeds: Iterable[str] = (),
     running: bool = False,
-    module: bool = False,
+    by_value: bool = False,
 ) -> tuple[list[Step], list[Stmt], frozenset[str], list[tuple[Stmt, frozenset[str]]]]:
     """The steps for one body (a module's or a class's): steps, deleted statements, names
     removed, and the unchanged statements that read a name that may have been rebound but are
@@ -751,7 +751,7 @@ def plan_body(
     A name that a deleted statement bound and a statement that stays binds too gets that
     statement's value back, as a restart would give: its last binding statement is
     ``restore`` (``X = 2`` deleted after ``X = 1``; a def pasted twice, the copy deleted)."""
-    partners = match(old, new, by_value=module)
+    partners = match(old, new, by_value=by_value)
     matched = {id(p) for p in partners.values()}
     deleted = [s for s in old if id(s) not in matched]
     deleted_writes: set[str] = set().union(*(s.writes for s in deleted)) if deleted else set()
@@ -811,7 +811,7 @@ def plan_module(
     # new source only what changed is parsed.
     old_stmts, new_tree, new_stmts = _parsed.update(old_source, new_source, filename)
     steps, deleted, removed, not_rerun = plan_body(
-        old_stmts, new_stmts, seeds=seeds, running=running, module=True
+        old_stmts, new_stmts, seeds=seeds, running=running, by_value=True
     )
     changed = bool(deleted) or any(s.action not in ("keep", "defer", "follow") for s in steps)
     return Plan(
@@ -890,14 +890,18 @@ def class_plan(
     new_lines: list[str],
     *,
     seeds: Iterable[str] = (),
+    plain: bool = False,
 ) -> ClassPlan:
     """The member-level plan of a class whose definition changed. ``seeds``: module-level
     names rebound before the class statement; the members that read them (``a = X * 2``, a
-    default ``b=X``, a decorator) are taken too, even when their text is the same."""
+    default ``b=X``, a decorator) are taken too, even when their text is the same. ``plain``:
+    no machinery reads the class's fields (no decorator, metaclass or ``__init_subclass__``),
+    so an annotation alone is no change of a member (``items = []`` -> ``items: list = []``
+    keeps the list)."""
     seeds = frozenset(seeds)
     header = not same_header(old, new) or bool(_header_reads(new) & seeds)
     old_stmts, new_stmts = statements(old.body, old_lines), statements(new.body, new_lines)
-    steps, _, removed, _ = plan_body(old_stmts, new_stmts, seeds=seeds)
+    steps, _, removed, _ = plan_body(old_stmts, new_stmts, seeds=seeds, by_value=plain)
     update: set[str] = set()
     relocated: list[tuple[str, ast.stmt, ast.stmt]] = []
     body: list[ast.stmt] = []
