@@ -1148,8 +1148,8 @@ def _machinery_refused(
         f"{name}: made again for the changed {fields}, {what} raised "
         f"{type(exc).__name__}: {exc}; the class keeps what it was made with, and its "
         f"methods take the edit (an error of the edit: fix it and save; one that refuses "
-        f"to make the class twice: a restart, or let a reload through with "
-        f"mighty_patcher.currently_reloading())"
+        f"to make the class twice: a restart, or have it skip registering while "
+        f"mighty_patcher.currently_reloading() is true)"
     )
 
 
