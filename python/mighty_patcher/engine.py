@@ -271,17 +271,23 @@ class Engine:
         from .planner import plan_imports, same_value
 
         rebound = {}
+        missing = object()
         for module in modules:
             saved = before[module.__name__]
             buried = self._graveyards.get(module.__name__, {})
-            rebound[module.__name__] = frozenset(
-                key
-                for key, value in list(module.__dict__.items())
-                # (a name an earlier reload deleted, bound again: copies of what it held
-                # before are still about, in the importers)
-                if not same_value(saved.get(key, value), value)
-                or (key not in saved and key in buried)
-            )
+            names = set()
+            for key, value in list(module.__dict__.items()):
+                old = saved.get(key, missing)
+                if old is value:
+                    continue
+                if old is missing:
+                    # (a name an earlier reload deleted, bound again: copies of what it held
+                    # before are still about, in the importers)
+                    if key in buried:
+                        names.add(key)
+                elif not same_value(old, value):
+                    names.add(key)
+            rebound[module.__name__] = frozenset(names)
         if not any(rebound.values()):
             return []
         by_name: dict[str, types.ModuleType] = {}
