@@ -368,6 +368,12 @@ def run(modules: dict[str, types.ModuleType], refs: dict[str, Any], root: str) -
             out[key + " class is current"] = show(type(ref) is current)
             probe_instance(key, ref, out, root)
         elif kind == "B":
+            owner = getattr(ref, "__self__", None)
+            if isinstance(owner, enum.Enum):
+                enum_class = _current(modules, dotted.rpartition(".")[0])
+                if isinstance(enum_class, enum.EnumMeta) and make_instance(enum_class) is not owner:
+                    # (a method bound to a member the restart does not hold first: see "I")
+                    continue
             out[key + " function is current"] = show(ref.__func__ is current)
             probe_callable(key, ref, out, root)
         elif kind == "K":
