@@ -49,6 +49,7 @@ from .planner import (
     decorators,
     dump_nodes,
     first_line,
+    names_read,
     reload_branch,
     same_header,
     same_value,
@@ -684,18 +685,12 @@ class Applier:
         me = threading.get_ident()
         names = {t.ident: t.name for t in threading.enumerate()}
         said: set[str] = set()
-        # A call that began before an earlier reload runs an older code object still: those
-        # are found by file and name.
         qualnames = set(self.replaced.values())
-        by_name = {qualname.rpartition(".")[2]: qualname for qualname in qualnames}
         for ident, frame in sys._current_frames().items():
             current: types.FrameType | None = frame
             while current is not None and ident != me:
                 code = current.f_code
-                name = self.replaced.get(code)
-                if name is None and code.co_filename == self.path and code.co_name in by_name:
-                    qualname = getattr(code, "co_qualname", by_name[code.co_name])
-                    name = qualname if qualname in qualnames else None
+                name = self.replaced.get(code) or _older_version(code, self.path, qualnames)
                 if name is not None and name not in said:
                     said.add(name)
                     self.report.notes.append(
@@ -718,18 +713,15 @@ class Applier:
                 codes[id(old)] = getattr(old, "co_qualname", old.co_name)
         if not codes:
             return
-        # Generators made before an earlier reload run an older code object still: those are
-        # found by file and name. (Not the code just made: nothing ran it yet.)
-        fresh = {id(new) for _, new in self.code_pairs}
-        names = {n.rpartition(".")[2]: n for n in codes.values()}
+        fresh = {id(new) for _, new in self.code_pairs}  # (nothing ran the code just made)
+        qualnames = set(codes.values())
         counts: dict[tuple[str, str], int] = {}
         for obj in native.instances_of(_SUSPENDED):
             kind, prefix = _SUSPENDED[type(obj)]
             code = getattr(obj, f"{prefix}_code")
             name = codes.get(id(code))
-            if name is None and code.co_filename == self.path and id(code) not in fresh:
-                qualname = getattr(code, "co_qualname", names.get(code.co_name))
-                name = qualname if qualname in codes.values() else None
+            if name is None and id(code) not in fresh:
+                name = _older_version(code, self.path, qualnames)
             if name is not None and getattr(obj, f"{prefix}_frame") is not None:
                 counts[(name, kind)] = counts.get((name, kind), 0) + 1
         for (name, kind), count in counts.items():
@@ -946,13 +938,13 @@ class Applier:
             return
         for step in self.plan.steps:
             stmt = step.new.raw
-            if isinstance(stmt, ast.AnnAssign):
-                read: ast.AST | None = stmt.value  # (the annotation may never be evaluated)
+            if isinstance(stmt, ast.AnnAssign):  # (the annotation may never be evaluated)
+                read = names_read(stmt.value) if stmt.value is not None else frozenset()
             elif isinstance(stmt, (ast.Expr, ast.Assign, ast.AugAssign, ast.For)):
-                read = stmt
+                read = step.new.reads
             else:
                 continue
-            gone = removed & _loaded_at_once(read)
+            gone = removed & read
             if gone:
                 self.report.notes.append(
                     f"{self._where(step.new)} reads {', '.join(sorted(gone))}, which the file "
@@ -1101,19 +1093,16 @@ def _globals_declared(tree: ast.Module) -> tuple[set[str], bool]:
     return declared, star
 
 
-def _loaded_at_once(node: ast.AST | None) -> set[str]:
-    """The names ``node`` reads when it runs, not those of the lambdas it makes."""
-    names: set[str] = set()
-    pending = [node] if node is not None else []
-    while pending:
-        current = pending.pop()
-        if isinstance(current, ast.Name) and isinstance(current.ctx, ast.Load):
-            names.add(current.id)
-        elif isinstance(current, ast.Lambda):
-            pending += [*current.args.defaults, *filter(None, current.args.kw_defaults)]
-            continue
-        pending += ast.iter_child_nodes(current)
-    return names
+def _older_version(code: types.CodeType, path: str, qualnames: set[str]) -> str | None:
+    """Which of the functions patched (``qualnames``, of the file ``path``) ``code`` is an
+    older version of: a call or a generator begun before an earlier reload of it runs a code
+    object that reload replaced, known by its file and name only."""
+    if code.co_filename != path:
+        return None
+    qualname = getattr(code, "co_qualname", None)  # (3.11+; on 3.10, the last part)
+    if qualname is None:
+        qualname = next((q for q in qualnames if q.rpartition(".")[2] == code.co_name), None)
+    return qualname if qualname in qualnames else None
 
 
 def _raised_by_the_program(exc: BaseException, node: ast.ClassDef, path: str) -> bool:

@@ -66,6 +66,7 @@ __all__ = [
     "Stmt",
     "analyse",
     "class_plan",
+    "names_read",
     "plan_imports",
     "plan_module",
     "reload_branch",
@@ -373,6 +374,14 @@ def _writes(node: ast.stmt) -> frozenset[str]:
     names = _Names()
     names.visit(node)
     return frozenset(names.writes)
+
+
+def names_read(node: ast.AST) -> frozenset[str]:
+    """The names ``node`` reads when it runs (not those of the functions and lambdas it makes,
+    which read theirs when called)."""
+    names = _Names()
+    names.visit(node)
+    return frozenset(names.reads)
 
 
 def _header_reads(node: ast.stmt) -> frozenset[str]:
