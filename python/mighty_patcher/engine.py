@@ -271,16 +271,15 @@ class Engine:
         from .planner import plan_imports, same_value
 
         rebound = {}
-        missing = object()
         for module in modules:
             saved = before[module.__name__]
             buried = self._graveyards.get(module.__name__, {})
             names = set()
             for key, value in list(module.__dict__.items()):
-                old = saved.get(key, missing)
+                old = saved.get(key, _MISSING)
                 if old is value:
                     continue
-                if old is missing:
+                if old is _MISSING:
                     # (a name an earlier reload deleted, bound again: copies of what it held
                     # before are still about, in the importers)
                     if key in buried:
